@@ -1,0 +1,251 @@
+"""The composition root: settings in, a running bridge out. No module-level state."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import anyio
+import structlog
+
+from bridge import __version__
+from bridge.drivers import build_driver
+from bridge.drivers.base import DriverContext
+from bridge.metrics import Metrics
+from bridge.model import BridgeResponse, ErrorInfo, format_time, utcnow
+from bridge.mqtt import render
+from bridge.mqtt.link import MqttLink
+from bridge.mqtt.topics import Topics
+from bridge.shard import shard_of
+from bridge.supervisor import DeviceWorker
+from bridge.web import Request, Response, serve
+
+if TYPE_CHECKING:
+    import httpx
+
+    from bridge.mqtt.message import Received
+    from bridge.settings import Settings
+
+log = structlog.get_logger("bridge")
+
+SHUTDOWN_FLUSH = 5.0
+HEARTBEAT_STALE = 10.0
+
+
+def default_client_id(settings: Settings) -> str:
+    suffix = f"-{settings.shard.index}" if settings.shard.count > 1 else ""
+    return f"bridge-{socket.gethostname()}{suffix}"
+
+
+def config_summary(settings: Settings) -> dict[str, Any]:
+    """What ``bridge/info`` says about the configuration: no credentials, no secrets."""
+    mqtt = settings.mqtt
+    return {
+        "mqtt": {
+            "broker": f"{urlsplit(mqtt.url).scheme}://{mqtt.host}:{mqtt.port}",
+            "base_topic": mqtt.base_topic,
+            "qos": mqtt.qos,
+            "protocol": mqtt.protocol,
+        },
+        "homeassistant": settings.homeassistant.enabled,
+        "devices": [
+            {"id": d.id, "driver": d.driver, "host": urlsplit(d.url).hostname}
+            for d in settings.devices
+        ],
+    }
+
+
+@dataclass
+class Bridge:
+    """A configured bridge. ``run`` serves until ``stop`` is set or a signal arrives."""
+
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    transport: httpx.AsyncBaseTransport | None = None  # tests: route device HTTP anywhere
+    handle_signals: bool = False
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    started_at: str = field(default_factory=lambda: format_time(utcnow()))
+    http_port: int | None = None
+    heartbeat: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        mqtt = self.settings.mqtt
+        self.topics = Topics(mqtt.base_topic)
+        self.client_id = mqtt.client_id or default_client_id(self.settings)
+        self.link = MqttLink(
+            mqtt,
+            client_id=self.client_id,
+            will=render.bridge_state(self.topics, online=False, qos=1),
+            subscriptions=self.topics.subscriptions,
+            metrics=self.metrics,
+        )
+        context = DriverContext(
+            metrics=self.metrics, state_dir=self.settings.state_dir, transport=self.transport
+        )
+        shard = self.settings.shard
+        self.workers = {
+            d.id: DeviceWorker(
+                d,
+                build_driver(d, context),
+                publish=self.link.publish,
+                topics=self.topics,
+                metrics=self.metrics,
+                qos=mqtt.qos,
+            )
+            for d in self.settings.devices
+            if d.enabled and shard_of(d.id, shard.count) == shard.index
+        }
+        self.metrics.build_info.info({"version": __version__})
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        qos = self.settings.mqtt.qos
+        async with anyio.create_task_group() as tg:
+            if self.settings.http.enabled:
+                self.http_port = await tg.start(
+                    serve, self.handle_http, self.settings.http.host, self.settings.http.port
+                )
+            await tg.start(self.link.run)
+            self.link.publish(render.bridge_state(self.topics, online=True, qos=1))
+            self.link.publish(
+                render.retained_json(self.topics.bridge_info, self.info_payload(), qos=qos)
+            )
+            for worker in self.workers.values():
+                worker.publish_availability()
+            log.info(
+                "bridge_started",
+                version=__version__,
+                devices=len(self.workers),
+                shard=f"{self.settings.shard.index}/{self.settings.shard.count}",
+            )
+            async with anyio.create_task_group() as devices:
+                for worker in self.workers.values():
+                    devices.start_soon(worker.supervise, name=f"device:{worker.id}")
+                devices.start_soon(self._route, devices, name="router")
+                devices.start_soon(self._beat, name="heartbeat")
+                if self.handle_signals:
+                    devices.start_soon(self._signals, name="signals")
+                await self.stop.wait()
+                log.info("bridge_stopping")
+                devices.cancel_scope.cancel()
+            await self._shutdown()
+            tg.cancel_scope.cancel()
+
+    async def _shutdown(self) -> None:
+        qos = self.settings.mqtt.qos
+        for worker in self.workers.values():
+            worker.online = False
+            self.link.publish(render.availability(self.topics, worker.id, online=False, qos=qos))
+        self.link.publish(render.bridge_state(self.topics, online=False, qos=1))
+        with anyio.move_on_after(SHUTDOWN_FLUSH) as scope:
+            await self.link.close()
+        if scope.cancelled_caught:
+            log.warning("shutdown_flush_incomplete", pending=self.link.pending)
+        log.info("bridge_stopped")
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal_received", signal=signal.Signals(signum).name)
+                self.stop.set()
+                return
+
+    async def _beat(self) -> None:
+        while True:
+            self.heartbeat = time.monotonic()
+            await anyio.sleep(1)
+
+    # -- inbound MQTT ------------------------------------------------------------------------
+
+    async def _route(self, tg: anyio.abc.TaskGroup) -> None:
+        async for message in self.link.inbound:
+            target = self.topics.parse(message.topic)
+            if target is None:
+                self.metrics.mqtt_received.labels(outcome="ignored").inc()
+                continue
+            if message.retain:
+                # A retained command would fire again at every restart: never act on one.
+                self.metrics.mqtt_received.labels(outcome="retained_ignored").inc()
+                log.warning("retained_command_ignored", topic=message.topic)
+                continue
+            if target.kind == "request":
+                self.metrics.mqtt_received.labels(outcome="request").inc()
+                self._answer_request(target.target, message)
+                continue
+            worker = self.workers.get(target.target)
+            if worker is None:
+                self.metrics.mqtt_received.labels(outcome="unknown_device").inc()
+                continue  # another shard's device, or none at all
+            self.metrics.mqtt_received.labels(outcome="command").inc()
+            tg.start_soon(worker.handle_command, message)
+
+    def _answer_request(self, action: str, message: Received) -> None:
+        from bridge.commands import request_id  # noqa: PLC0415 - tiny, request path only
+
+        id_ = request_id(message.payload)
+        handlers = {
+            "health_check": self.health,
+            "info": self.info_payload,
+            "devices": self.devices_payload,
+        }
+        handler = handlers.get(action)
+        if handler is None:
+            response = BridgeResponse(
+                id=id_,
+                status="error",
+                error=ErrorInfo(
+                    code="unknown_action",
+                    message=f"unknown action {action!r}; known: {', '.join(sorted(handlers))}",
+                ),
+            )
+        else:
+            response = BridgeResponse(id=id_, status="ok", data=handler())
+        qos = self.settings.mqtt.qos
+        self.link.publish(render.result(self.topics.bridge_response(action), response, qos=qos))
+        if message.response_topic:
+            self.link.publish(
+                render.result(
+                    message.response_topic, response, qos=qos, correlation=message.correlation
+                )
+            )
+
+    # -- views -------------------------------------------------------------------------------
+
+    def info_payload(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started_at": self.started_at,
+            "client_id": self.client_id,
+            "shard": {"index": self.settings.shard.index, "count": self.settings.shard.count},
+            "devices": sorted(self.workers),
+            "config": config_summary(self.settings),
+        }
+
+    def devices_payload(self) -> dict[str, Any]:
+        return {"devices": [w.info_payload() for w in self.workers.values()]}
+
+    def health(self) -> dict[str, Any]:
+        alive = time.monotonic() - self.heartbeat < HEARTBEAT_STALE
+        return {
+            "healthy": alive,
+            "mqtt_connected": self.link.connected,
+            "devices": {w.id: bool(w.online) for w in self.workers.values()},
+        }
+
+    async def handle_http(self, request: Request) -> Response:
+        if request.path == "/metrics":
+            return Response(
+                body=self.metrics.exposition(), content_type="text/plain; version=0.0.4"
+            )
+        if request.path == "/healthz":
+            health = self.health()
+            return Response(200 if health["healthy"] else 503, render.dumps(health))
+        if request.path == "/readyz":
+            ready = self.link.connected
+            return Response(200 if ready else 503, render.dumps({"ready": ready}))
+        return Response(404, b'{"error":"not found"}')

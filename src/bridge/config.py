@@ -1,0 +1,223 @@
+"""Configuration models shared by the core and the drivers.
+
+The root ``Settings`` lives in :mod:`bridge.settings` because it needs the union of every
+driver's device model; drivers import their base class from here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> object:
+    """Turn ``"2s"``, ``"500ms"``, ``"5m"``, ``"1h"`` or a plain number into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 2s, 500ms or 5m")  # noqa: TRY004
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"invalid duration {value!r}: use a number with ms, s, m, h or d")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+def _check_device_id(value: str) -> str:
+    if value == "bridge":
+        raise ValueError('"bridge" is reserved for the bridge itself')
+    return value
+
+
+def _check_topic_base(value: str) -> str:
+    if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must be a non-empty topic without wildcards or leading/trailing '/'")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+DeviceId = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64),
+    AfterValidator(_check_device_id),
+]
+TopicBase = Annotated[str, AfterValidator(_check_topic_base)]
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable.
+
+    A secret field ``x`` may instead be given as ``x_file``: the path of a file holding it
+    (Docker and Kubernetes secrets, systemd credentials). A trailing newline is removed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:  # noqa: ANN401 - pydantic hands us raw input
+        if not isinstance(data, dict):
+            return data
+        for name in cls.secret_fields:
+            path = data.get(f"{name}_file")
+            if path is None:
+                continue
+            data = {k: v for k, v in data.items() if k != f"{name}_file"}
+            if data.get(name) is not None:
+                raise ValueError(f"give either {name} or {name}_file, not both")
+            try:
+                data[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(f"{name}_file: cannot read {path}: {exc.strerror}") from None
+        return data
+
+
+class MqttTlsConfig(ConfigModel):
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate")
+    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
+    key_file: Path | None = Field(None, description="private key of the client certificate")
+    insecure: bool = Field(default=False, description="skip broker hostname verification")
+
+
+class MqttConfig(ConfigModel):
+    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+
+    url: str = Field("mqtt://localhost:1883", description="mqtt://, mqtts://, ws:// or wss://")
+    username: str | None = None
+    password: SecretStr | None = None
+    base_topic: TopicBase = "bridge"
+    client_id: str | None = Field(None, description="default: bridge-<hostname>[-<shard>]")
+    qos: Literal[0, 1, 2] = 1
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    keepalive: Duration = 30.0
+    tls: MqttTlsConfig = MqttTlsConfig()
+    outbox_size: int = Field(10_000, ge=1, description="events kept while the broker is away")
+    max_inflight: int = Field(100, ge=1, le=65535, description="QoS>0 publishes in flight")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> MqttConfig:
+        parts = urlsplit(self.url)
+        if parts.password or parts.username:
+            raise ValueError("url: put credentials in username/password, not in the URL")
+        if parts.scheme not in {"mqtt", "mqtts", "ws", "wss"}:
+            raise ValueError(f"url: scheme must be mqtt, mqtts, ws or wss, not {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("url: missing host")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "localhost"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        default = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}[parts.scheme]
+        return parts.port or default
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme in {"mqtts", "wss"}
+
+
+class HomeAssistantConfig(ConfigModel):
+    enabled: bool = False
+    prefix: TopicBase = "homeassistant"
+
+
+class HttpConfig(ConfigModel):
+    enabled: bool = True
+    listen: str = Field("127.0.0.1:9880", description="host:port of /metrics, /healthz, /readyz")
+
+    @model_validator(mode="after")
+    def _check_listen(self) -> HttpConfig:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen: expected host:port, got {self.listen!r}")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class ShardConfig(ConfigModel):
+    index: int = Field(0, ge=0)
+    count: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_index(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} must be below count {self.count}")
+        return self
+
+
+class LogConfig(ConfigModel):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DeviceTlsConfig(ConfigModel):
+    verify: bool = True
+    ca_file: Path | None = None
+    fingerprint: str | None = Field(
+        None, pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$", description="SHA-256 pin"
+    )
+
+
+class CommandPolicy(ConfigModel):
+    allow: list[str] | None = Field(
+        None, description="commands allowed; null means every non-destructive one"
+    )
+    deny: list[str] = Field(default_factory=list, description="commands always refused")
+
+
+class DeviceConfig(ConfigModel):
+    """What every device has; a driver subclasses it with ``driver: Literal[...]``."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+
+    id: DeviceId
+    driver: str
+    name: str | None = Field(None, description="human name, used for Home Assistant")
+    enabled: bool = True
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    auth: Literal["auto", "none", "basic", "digest"] = "auto"
+    tls: DeviceTlsConfig = DeviceTlsConfig()
+    timeout: Duration = Field(10.0, description="timeout of one ordinary HTTP request")
+    poll_interval: Duration = 2.0
+    offline_after: int = Field(3, ge=1, description="consecutive failures before offline")
+    command_timeout: Duration = 10.0
+    commands: CommandPolicy = CommandPolicy()
+
+    @model_validator(mode="after")
+    def _check_url(self) -> DeviceConfig:
+        parts = urlsplit(self.url)
+        if parts.password or parts.username:
+            raise ValueError("url: put credentials in username/password, not in the URL")
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"url: expected http(s)://host[:port], got {self.url!r}")
+        return self

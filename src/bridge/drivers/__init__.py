@@ -1,0 +1,28 @@
+"""The driver registry, keyed by the ``driver`` value of a device's config.
+
+Adding a driver: a config model and a driver class in ``drivers/<name>.py``, its pure
+normalization in ``normalize/<name>.py``, a simulator in ``simulators/<name>.py``, and one
+entry below (see ``docs/drivers.md``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from bridge.drivers import generic
+
+if TYPE_CHECKING:
+    from bridge.config import DeviceConfig
+    from bridge.drivers.base import Driver, DriverContext, DriverFactory
+
+DRIVERS: dict[str, DriverFactory] = {
+    "generic": generic.GenericDriver,
+}
+
+AnyDeviceConfig = Annotated[generic.GenericConfig, Field(discriminator="driver")]
+
+
+def build_driver(config: DeviceConfig, context: DriverContext) -> Driver:
+    return DRIVERS[config.driver](config, context)  # type: ignore[attr-defined]

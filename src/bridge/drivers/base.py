@@ -1,0 +1,60 @@
+"""The one small protocol every driver implements, and what the core hands to a driver."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import httpx
+
+    from bridge.commands import CheckedCommand
+    from bridge.config import DeviceConfig
+    from bridge.metrics import Metrics
+    from bridge.model import Update
+
+Emit = Callable[["Update"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a successful command returns: result data, and an image for ``snapshot``."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    image: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DriverContext:
+    """Everything a driver may use besides its own config. Tests pass a transport here."""
+
+    metrics: Metrics
+    state_dir: Path
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+class Driver(Protocol):
+    """One physical device. Owns its session with the device, no background tasks, no MQTT.
+
+    ``run`` connects, emits ``DeviceInfo`` once the device answers (that makes it online), then
+    emits events and state until cancelled. It raises a ``DeviceError`` when the device is lost
+    and never retries on its own: the supervisor owns backoff and availability.
+    """
+
+    commands: frozenset[str]
+
+    async def run(self, emit: Emit) -> None: ...
+
+    async def execute(self, command: CheckedCommand) -> Outcome:
+        """Perform one checked command; raise ``CommandError`` when the device refuses."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the device session (close channels, HTTP connections)."""
+        ...
+
+
+DriverFactory = Callable[["DeviceConfig", DriverContext], Driver]

@@ -1,0 +1,189 @@
+"""HTTP towards devices: client construction, authentication and error mapping.
+
+Every vendor request goes through :class:`DeviceHttp`, which is the one place where httpx
+exceptions become :mod:`bridge.errors`, bodies are size-capped and request durations measured.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from bridge.errors import AuthError, DeviceProtocolError, DeviceUnreachableError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Generator
+
+    from bridge.config import DeviceConfig
+    from bridge.metrics import Metrics
+
+MAX_BODY = 4 * 1024 * 1024  # a JSON reply larger than this is a broken or hostile device
+MAX_IMAGE = 16 * 1024 * 1024
+
+
+class AutoAuth(httpx.Auth):
+    """Answer whatever the device challenges with: Digest (MD5, SHA-256) or Basic.
+
+    The first request goes without credentials; a 401 names the scheme. The digest state is
+    kept, so later requests answer the challenge directly and a stale nonce is renewed.
+    """
+
+    def __init__(self, username: str, password: str) -> None:
+        self._basic = httpx.BasicAuth(username, password)
+        self._digest = httpx.DigestAuth(username, password)
+        self._scheme: str | None = None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._scheme == "basic":
+            yield from self._basic.auth_flow(request)
+            return
+        if self._scheme == "digest":
+            yield from self._digest.auth_flow(request)
+            return
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = response.headers.get("www-authenticate", "").lower()
+        if challenge.startswith("digest"):
+            self._scheme = "digest"
+            yield from self._digest.auth_flow(request)
+        elif challenge.startswith("basic"):
+            self._scheme = "basic"
+            yield from self._basic.auth_flow(request)
+
+
+def build_auth(config: DeviceConfig) -> httpx.Auth | None:
+    if config.auth == "none" or config.username is None:
+        return None
+    password = config.password.get_secret_value() if config.password else ""
+    if config.auth == "basic":
+        return httpx.BasicAuth(config.username, password)
+    if config.auth == "digest":
+        return httpx.DigestAuth(config.username, password)
+    return AutoAuth(config.username, password)
+
+
+def build_verify(config: DeviceConfig) -> ssl.SSLContext | bool:
+    if not config.tls.verify:
+        return False
+    if config.tls.ca_file is not None:
+        return ssl.create_default_context(cafile=str(config.tls.ca_file))
+    return True
+
+
+def make_client(config: DeviceConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """One keep-alive client per device; the timeout is per request and overridable."""
+    return httpx.AsyncClient(
+        base_url=config.url,
+        auth=build_auth(config),
+        verify=build_verify(config),
+        timeout=httpx.Timeout(config.timeout),
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        transport=transport,
+        follow_redirects=False,
+        headers={"user-agent": "bridge"},
+    )
+
+
+class DeviceHttp:
+    """A device's HTTP client with typed errors, size caps and request metrics."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, *, device: str, driver: str, metrics: Metrics
+    ) -> None:
+        self.client = client
+        self.device = device
+        self._histogram = metrics.device_requests.labels(driver=driver)
+
+    @asynccontextmanager
+    async def _mapped(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise DeviceUnreachableError(f"{what}: timed out", device=self.device) from exc
+        except httpx.TransportError as exc:
+            reason = type(exc).__name__
+            raise DeviceUnreachableError(f"{what}: {reason}", device=self.device) from exc
+
+    def _check_status(self, response: httpx.Response, what: str) -> None:
+        if response.status_code in {401, 403}:
+            raise AuthError(
+                f"{what}: HTTP {response.status_code}: credentials refused", device=self.device
+            )
+        if response.status_code >= 300:
+            raise DeviceProtocolError(
+                f"{what}: HTTP {response.status_code}",
+                device=self.device,
+                code=f"http_{response.status_code}",
+            )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,  # noqa: ANN401 - any JSON value
+        timeout: float | None = None,
+        max_bytes: int = MAX_BODY,
+        measure: bool = True,
+    ) -> bytes:
+        """Send one request and return the body; every failure is a ``DeviceError``."""
+        what = f"{method} {path}"
+        started = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if timeout is not None:
+            extra["timeout"] = httpx.Timeout(timeout)
+        async with self._mapped(what):
+            async with self.client.stream(
+                method, path, params=params, json=json_body, **extra
+            ) as response:
+                self._check_status(response, what)
+                length = response.headers.get("content-length")
+                if length is not None and length.isdigit() and int(length) > max_bytes:
+                    raise DeviceProtocolError(
+                        f"{what}: body of {length} bytes exceeds {max_bytes}",
+                        device=self.device,
+                        code="too_large",
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise DeviceProtocolError(
+                            f"{what}: body exceeds {max_bytes} bytes",
+                            device=self.device,
+                            code="too_large",
+                        )
+                    chunks.append(chunk)
+        if measure:
+            self._histogram.observe(time.perf_counter() - started)
+        return b"".join(chunks)
+
+    async def get_json(
+        self, path: str, *, params: dict[str, Any] | None = None, timeout: float | None = None,
+        measure: bool = True,
+    ) -> Any:  # noqa: ANN401 - JSON
+        body = await self.request("GET", path, params=params, timeout=timeout, measure=measure)
+        return self.decode_json(body, f"GET {path}")
+
+    async def post_json(self, path: str, body: Any) -> Any:  # noqa: ANN401 - JSON
+        reply = await self.request("POST", path, json_body=body)
+        return self.decode_json(reply, f"POST {path}")
+
+    def decode_json(self, body: bytes, what: str) -> Any:  # noqa: ANN401 - JSON
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DeviceProtocolError(
+                f"{what}: reply is not JSON ({exc})",
+                device=self.device,
+                code="bad_json",
+                detail=body[:200].decode("utf-8", "replace"),
+            ) from None

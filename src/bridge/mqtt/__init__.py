@@ -1,0 +1,1 @@
+"""The MQTT side: topic names, rendering to messages, parsing inbound, and the broker link."""

@@ -1,0 +1,337 @@
+"""The broker link: the only module that imports aiomqtt.
+
+Outgoing messages take one of two paths:
+
+* retained topics (state, availability, info, discovery, snapshots) live in a table, last value
+  wins. Every entry is published after each (re)connect, so the broker always ends up with the
+  current value even if it lost its retained store, and nothing stale is replayed over it;
+* everything else (events, command results, responses) waits in a bounded FIFO outbox while the
+  broker is away. When it overflows the oldest message is dropped and counted.
+
+A message leaves the outbox or table only when the broker has acknowledged it; whatever was in
+flight when the connection broke goes back to the front in its original order (at least once:
+consumers de-duplicate events by id). Up to ``max_inflight`` QoS 1 publishes are in flight at
+once: each is handed to the client in order, and their acknowledgements are awaited in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiomqtt
+import anyio
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bridge.backoff import Backoff
+from bridge.mqtt.message import Message, Received
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from anyio.abc import TaskStatus
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from bridge.config import MqttConfig
+    from bridge.metrics import Metrics
+
+log = structlog.get_logger("bridge.mqtt")
+
+
+@dataclass(slots=True)
+class _Flight:
+    seq: int
+    message: Message
+    from_table: bool
+
+
+class MqttLink:
+    """Keeps one connection to the broker alive and moves messages both ways."""
+
+    def __init__(  # noqa: PLR0913 - all keyword-only settings of one connection
+        self,
+        config: MqttConfig,
+        *,
+        client_id: str,
+        will: Message,
+        subscriptions: Iterable[str],
+        metrics: Metrics,
+        backoff: Backoff | None = None,
+        inbound_buffer: int = 1000,
+    ) -> None:
+        self._config = config
+        self._client_id = client_id
+        self._will = will
+        self._subscriptions = tuple(subscriptions)
+        self._metrics = metrics
+        self._backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self._table: dict[str, Message] = {}
+        self._dirty: dict[str, None] = {}  # ordered set of table topics to (re)publish
+        self._outbox: deque[Message] = deque()
+        self._inflight: dict[int, _Flight] = {}
+        self._seq = 0
+        self._wake = anyio.Event()
+        self._closing = False
+        self._closed = anyio.Event()
+        self._connected = False
+        self._dropped_since_log = 0
+        send, receive = anyio.create_memory_object_stream[Received](inbound_buffer)
+        self._inbound_send: MemoryObjectSendStream[Received] = send
+        self.inbound: MemoryObjectReceiveStream[Received] = receive
+
+    # -- the producer side -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def publish(self, message: Message) -> None:
+        """Queue a message; never blocks. Retained messages replace their topic's last value."""
+        if self._closed.is_set():
+            return
+        if message.retain:
+            self._table[message.topic] = message
+            self._dirty[message.topic] = None
+        else:
+            if len(self._outbox) >= self._config.outbox_size:
+                self._outbox.popleft()
+                self._metrics.outbox_dropped.inc()
+                if self._dropped_since_log == 0:
+                    log.warning("outbox_overflow", size=self._config.outbox_size)
+                self._dropped_since_log += 1
+            self._outbox.append(message)
+            self._metrics.outbox_depth.set(len(self._outbox))
+        self._wake.set()
+
+    def republish(self, prefix: str = "") -> None:
+        """Publish every retained topic under ``prefix`` again (e.g. on ``homeassistant/status``)."""
+        for topic in self._table:
+            if topic.startswith(prefix):
+                self._dirty[topic] = None
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Messages not yet acknowledged by the broker."""
+        return len(self._outbox) + len(self._dirty) + len(self._inflight)
+
+    async def close(self) -> None:
+        """Flush what is queued (while connected), disconnect cleanly and stop ``run``.
+
+        Bound it with a timeout: with the broker away nothing can be flushed.
+        """
+        self._closing = True
+        self._wake.set()
+        await self._closed.wait()
+
+    # -- the connection ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, keep connected, and serve until ``close`` or cancellation.
+
+        Reports started at once: the bridge comes up with the broker down.
+        """
+        task_status.started()
+        outage_logged = False
+        try:
+            while True:
+                try:
+                    async with self._client() as client:
+                        self._on_connected(outage_logged=outage_logged)
+                        outage_logged = False
+                        await self._session(client)
+                        if self._closing:
+                            return
+                except aiomqtt.MqttError as exc:
+                    self._on_lost()
+                    if self._closing:  # nobody left to wait for
+                        return
+                    if not outage_logged:
+                        log.warning("mqtt_unavailable", broker=self._endpoint, error=str(exc))
+                        outage_logged = True
+                    else:
+                        log.debug("mqtt_retry_failed", error=str(exc))
+                delay = self._backoff.next_delay()
+                with anyio.move_on_after(delay):
+                    while not self._closing:
+                        await self._wait_wake()
+                if self._closing:
+                    return
+        finally:
+            self._connected = False
+            self._metrics.mqtt_connected.set(0)
+            self._closed.set()
+
+    @property
+    def _endpoint(self) -> str:
+        return f"{self._config.host}:{self._config.port}"
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self._config
+        tls_context: ssl.SSLContext | None = None
+        if cfg.uses_tls:
+            tls_context = ssl.create_default_context(
+                cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None
+            )
+            if cfg.tls.cert_file:
+                tls_context.load_cert_chain(
+                    str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None
+                )
+            if cfg.tls.insecure:
+                tls_context.check_hostname = False
+        v5 = cfg.protocol == "5"
+        url = urlsplit(cfg.url)
+        websockets = url.scheme in {"ws", "wss"}
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            identifier=self._client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(
+                self._will.topic, self._will.payload, qos=self._will.qos, retain=self._will.retain
+            ),
+            clean_session=None if v5 else True,
+            transport="websockets" if websockets else "tcp",
+            websocket_path=(url.path or "/mqtt") if websockets else None,
+            keepalive=max(5, math.ceil(cfg.keepalive)),
+            timeout=10.0,
+            max_inflight_messages=cfg.max_inflight,
+            tls_context=tls_context,
+            tls_insecure=cfg.tls.insecure if tls_context else None,
+            logger=logging.getLogger("bridge.mqtt.client"),
+        )
+        client.pending_calls_threshold = cfg.max_inflight + 10
+        return client
+
+    def _on_connected(self, *, outage_logged: bool) -> None:
+        self._connected = True
+        self._backoff.reset()
+        self._metrics.mqtt_connected.set(1)
+        for topic in self._table:  # the broker may have lost its retained store
+            self._dirty[topic] = None
+        if outage_logged:
+            log.info("mqtt_recovered", broker=self._endpoint, queued=len(self._outbox))
+        else:
+            log.info("mqtt_connected", broker=self._endpoint, client_id=self._client_id)
+        if self._dropped_since_log:
+            log.warning("outbox_dropped", count=self._dropped_since_log)
+            self._dropped_since_log = 0
+
+    def _on_lost(self) -> None:
+        if self._connected:
+            self._metrics.mqtt_reconnects.inc()
+        self._connected = False
+        self._metrics.mqtt_connected.set(0)
+        self._requeue_inflight()
+
+    def _requeue_inflight(self) -> None:
+        flights = sorted(self._inflight.values(), key=lambda f: f.seq, reverse=True)
+        self._inflight.clear()
+        for flight in flights:
+            if flight.from_table:
+                if self._table.get(flight.message.topic) is flight.message:
+                    self._dirty[flight.message.topic] = None
+            else:
+                self._outbox.appendleft(flight.message)
+        self._metrics.outbox_depth.set(len(self._outbox))
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Serve one connection; raise ``MqttError`` when it breaks, return when closed."""
+        for topic in self._subscriptions:
+            await client.subscribe(topic, qos=1)
+        failure: list[aiomqtt.MqttError] = []
+        async with anyio.create_task_group() as tg:
+
+            async def guarded(job: Callable[[], Awaitable[None]]) -> None:
+                try:
+                    await job()
+                except aiomqtt.MqttError as exc:
+                    failure.append(exc)
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(guarded, partial(self._receive, client), name="mqtt-receive")
+            await self._send(client, partial(tg.start_soon, guarded))
+            tg.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+
+    async def _wait_wake(self) -> None:
+        await self._wake.wait()
+        self._wake = anyio.Event()
+
+    def _next(self) -> _Flight | None:
+        if self._dirty:
+            topic = next(iter(self._dirty))
+            del self._dirty[topic]
+            message, from_table = self._table[topic], True
+        elif self._outbox:
+            message, from_table = self._outbox.popleft(), False
+            self._metrics.outbox_depth.set(len(self._outbox))
+        else:
+            return None
+        self._seq += 1
+        return _Flight(self._seq, message, from_table)
+
+    async def _send(
+        self, client: aiomqtt.Client, spawn: Callable[[Callable[[], Awaitable[None]]], None]
+    ) -> None:
+        window = anyio.Semaphore(self._config.max_inflight)
+        while True:
+            flight = self._next()
+            if flight is None:
+                if self._closing and not self._inflight:
+                    return
+                await self._wait_wake()
+                continue
+            self._inflight[flight.seq] = flight
+            await window.acquire()
+            spawn(partial(self._publish_one, client, flight, window))
+
+    async def _publish_one(
+        self, client: aiomqtt.Client, flight: _Flight, window: anyio.Semaphore
+    ) -> None:
+        message = flight.message
+        properties = None
+        if message.correlation is not None and self._config.protocol == "5":
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = message.correlation
+        try:
+            await client.publish(
+                message.topic,
+                message.payload,
+                qos=message.qos,
+                retain=message.retain,
+                properties=properties,
+            )
+        finally:
+            window.release()
+        self._inflight.pop(flight.seq, None)
+        self._metrics.mqtt_publishes.labels(retained=str(message.retain).lower()).inc()
+        if self._closing:
+            self._wake.set()
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for raw in client.messages:
+            props = raw.properties
+            response_topic = getattr(props, "ResponseTopic", None) if props else None
+            correlation = getattr(props, "CorrelationData", None) if props else None
+            payload = raw.payload if isinstance(raw.payload, bytes | bytearray) else b""
+            await self._inbound_send.send(
+                Received(
+                    topic=raw.topic.value,
+                    payload=bytes(payload),
+                    retain=raw.retain,
+                    response_topic=response_topic,
+                    correlation=correlation,
+                )
+            )

@@ -1,0 +1,68 @@
+"""Topic names of the MQTT contract (spec §3). Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """What an inbound topic addresses: a device command or a bridge request."""
+
+    kind: Literal["command", "request"]
+    target: str  # device id, or the request action
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    base: str = "bridge"
+
+    @property
+    def bridge_state(self) -> str:
+        return f"{self.base}/bridge/state"
+
+    @property
+    def bridge_info(self) -> str:
+        return f"{self.base}/bridge/info"
+
+    def bridge_response(self, action: str) -> str:
+        return f"{self.base}/bridge/response/{action}"
+
+    def availability(self, device: str) -> str:
+        return f"{self.base}/{device}/availability"
+
+    def info(self, device: str) -> str:
+        return f"{self.base}/{device}/info"
+
+    def state(self, device: str) -> str:
+        return f"{self.base}/{device}/state"
+
+    def event(self, device: str, event_type: str) -> str:
+        return f"{self.base}/{device}/event/{event_type}"
+
+    def snapshot(self, device: str) -> str:
+        return f"{self.base}/{device}/snapshot"
+
+    def command(self, device: str) -> str:
+        return f"{self.base}/{device}/command"
+
+    def command_result(self, device: str) -> str:
+        return f"{self.base}/{device}/command/result"
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """What the bridge listens to: device commands and bridge requests."""
+        return (f"{self.base}/+/command", f"{self.base}/bridge/request/+")
+
+    def parse(self, topic: str) -> Inbound | None:
+        """Classify an inbound topic; ``None`` for anything that is not ours to act on."""
+        prefix = f"{self.base}/"
+        if not topic.startswith(prefix):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        if len(parts) == 3 and parts[:2] == ["bridge", "request"] and parts[2]:
+            return Inbound("request", parts[2])
+        if len(parts) == 2 and parts[1] == "command" and parts[0] and parts[0] != "bridge":
+            return Inbound("command", parts[0])
+        return None

@@ -1,0 +1,156 @@
+"""The root configuration and its loader (spec §2).
+
+Sources, highest priority first: ``BRIDGE_*`` environment variables (nested with ``__``, e.g.
+``BRIDGE_MQTT__URL``), then the YAML file. In the file any string may reference the environment
+as ``${NAME}`` or ``${NAME:-default}``; secrets may also come from ``*_file`` keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bridge.config import (
+    HomeAssistantConfig,
+    HttpConfig,
+    LogConfig,
+    MqttConfig,
+    ShardConfig,
+)
+from bridge.drivers import DRIVERS, AnyDeviceConfig
+from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    mqtt: MqttConfig = MqttConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    http: HttpConfig = HttpConfig()
+    log: LogConfig = LogConfig()
+    state_dir: Path = Field(Path("/var/lib/bridge"), description="checkpoints for resume")
+    shard: ShardConfig = ShardConfig()
+    devices: list[AnyDeviceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Settings:
+        seen: set[str] = set()
+        for device in self.devices:
+            if device.id in seen:
+                raise ValueError(f"devices: duplicate id {device.id!r}")
+            seen.add(device.id)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+
+def expand_env(value: Any, path: str, environ: Mapping[str, str], problems: list[str]) -> Any:  # noqa: ANN401
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, _join(path, str(k)), environ, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{path}[{i}]", environ, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append(f"{path}: environment variable {name} is not set")
+        return ""
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """``("devices", 2, "generic", "url")`` → ``devices[2].url`` (the union tag is dropped)."""
+    out = ""
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif i >= 2 and parts[0] == "devices" and i == 2 and part in DRIVERS:
+            continue
+        else:
+            out = _join(out, part)
+    return out
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        where = format_location(tuple(err["loc"]))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required"
+        elif err["type"] == "union_tag_invalid":
+            message = f"unknown driver; expected one of {', '.join(sorted(DRIVERS))}"
+        elif err["type"] == "union_tag_not_found":
+            message = f"driver: required (one of {', '.join(sorted(DRIVERS))})"
+        problems.append(f"{where}: {message}" if where else message)
+    return problems
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, expand and validate the configuration; the only place that raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    data: Any = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+        if not isinstance(data, dict):
+            raise ConfigError([f"{path}: the top level must be a mapping"])
+    return build_settings(data, environ)
+
+
+def build_settings(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    data = expand_env(data, "", environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None

@@ -1,0 +1,146 @@
+"""What every simulator shares: serving, authentication, and injected faults."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from bridge.web import DropConnectionError, Request, Response, serve
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+FaultMode = Literal["http500", "garbage", "truncated", "drop", "vendor_error", "unauthorized"]
+
+
+def json_response(value: Any, status: int = 200) -> Response:  # noqa: ANN401 - any JSON
+    return Response(status, json.dumps(value, separators=(",", ":")).encode())
+
+
+@dataclass
+class Fault:
+    mode: FaultMode | None = None
+    count: int = 0  # how many requests it applies to; -1 for all until cleared
+    delay: float = 0.0  # seconds added before answering
+    path_prefix: str = "/"  # only requests under this path
+
+
+class Simulator:
+    """Base of a simulated device. Subclasses implement ``route``."""
+
+    def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
+        self.username = username
+        self.password = password
+        self.fault = Fault()
+        self.requests = 0
+        self.port: int | None = None
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            self.port = await tg.start(serve, self.handle, host, port)
+            task_status.started(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: Request) -> Response:
+        if request.path.startswith("/_sim/"):
+            return await self.control(request)
+        self.requests += 1
+        fault = self.fault
+        if fault.count and request.path.startswith(fault.path_prefix):
+            if fault.count > 0:
+                fault.count -= 1
+            if fault.delay:
+                await anyio.sleep(fault.delay)
+            answer = self.faulty(fault.mode)
+            if answer is not None:
+                return answer
+        denied = self.check_auth(request)
+        if denied is not None:
+            return denied
+        return await self.route(request)
+
+    def faulty(self, mode: FaultMode | None) -> Response | None:
+        if mode == "drop":
+            raise DropConnectionError
+        if mode == "http500":
+            return Response(500, b"<html>Internal Server Error</html>", content_type="text/html")
+        if mode == "garbage":
+            return Response(200, b"\x00\xffnot json{{" + secrets.token_bytes(16))
+        if mode == "truncated":
+            return Response(200, raw=b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"succ')
+        if mode == "unauthorized":
+            return Response(401, b"", headers=[("www-authenticate", 'Basic realm="sim"')])
+        if mode == "vendor_error":
+            return self.vendor_error()
+        return None
+
+    def vendor_error(self) -> Response:
+        return json_response({"success": False, "error": {"code": 1, "description": "fault"}})
+
+    def check_auth(self, request: Request) -> Response | None:
+        if self.username is None:
+            return None
+        expected = base64.b64encode(f"{self.username}:{self.password or ''}".encode()).decode()
+        if request.headers.get("authorization") == f"Basic {expected}":
+            return None
+        return Response(401, b"", headers=[("www-authenticate", 'Basic realm="sim"')])
+
+    async def route(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    # -- control -----------------------------------------------------------------------------
+
+    def set_fault(
+        self,
+        mode: FaultMode | None = None,
+        *,
+        count: int = 1,
+        delay: float = 0.0,
+        path_prefix: str = "/",
+    ) -> None:
+        self.fault = Fault(mode, count, delay, path_prefix)
+
+    def clear_fault(self) -> None:
+        self.fault = Fault()
+
+    async def control(self, request: Request) -> Response:
+        """``POST /_sim/fault`` and what subclasses add in ``control_action``."""
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError:
+            return json_response({"error": "body must be JSON"}, 400)
+        action = request.path.removeprefix("/_sim/")
+        if action == "fault":
+            self.set_fault(
+                body.get("mode"),
+                count=int(body.get("count", 1)),
+                delay=float(body.get("delay", 0)),
+                path_prefix=str(body.get("path_prefix", "/")),
+            )
+            return json_response({"ok": True})
+        if action == "clear":
+            self.clear_fault()
+            return json_response({"ok": True})
+        result = await self.control_action(action, body)
+        if result is None:
+            return json_response({"error": f"unknown control action {action!r}"}, 404)
+        return json_response(result)
+
+    async def control_action(self, action: str, body: dict[str, Any]) -> dict[str, Any] | None:  # noqa: ARG002
+        return None

@@ -1,0 +1,310 @@
+"""One supervised worker per device: availability, state, de-duplication, commands.
+
+The driver talks to the device; this module decides what its failures mean. A driver raises,
+the supervisor backs off (capped, jittered), flips availability only after ``offline_after``
+consecutive failures (hysteresis), and logs an outage once when it starts and once when it ends.
+Nothing a driver raises leaves this module: one device never takes another down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from bridge.backoff import Backoff
+from bridge.commands import check_command, parse_command, request_id
+from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
+from bridge.metrics import event_type_label
+from bridge.model import CommandResult, DeviceInfo, Event, StateUpdate, format_time, utcnow
+from bridge.mqtt import render
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from bridge.config import DeviceConfig
+    from bridge.drivers.base import Driver
+    from bridge.metrics import Metrics
+    from bridge.mqtt.message import Message, Received
+    from bridge.mqtt.topics import Topics
+
+log = structlog.get_logger("bridge.device")
+
+SEEN_IDS = 2048  # per device: enough to cover any replay window of a reconnect
+AUTH_RETRY = 60.0
+
+
+def merge(target: dict[str, Any], patch: dict[str, Any]) -> bool:
+    """Deep-merge ``patch`` into ``target``; True when anything changed."""
+    changed = False
+    for key, value in patch.items():
+        current = target.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            changed |= merge(current, value)
+        elif current != value or key not in target:
+            target[key] = _copy(value)
+            changed = True
+    return changed
+
+
+def _copy(value: Any) -> Any:  # noqa: ANN401 - JSON values
+    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason safe for logs and MQTT: our own messages never carry secrets."""
+    if isinstance(exc, DeviceError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__})"
+
+
+class DeviceWorker:
+    """Runs one driver forever and turns what it emits into MQTT messages."""
+
+    def __init__(  # noqa: PLR0913 - keyword-only wiring from the composition root
+        self,
+        config: DeviceConfig,
+        driver: Driver,
+        *,
+        publish: Callable[[Message], None],
+        topics: Topics,
+        metrics: Metrics,
+        qos: int,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self._publish = publish
+        self._topics = topics
+        self._metrics = metrics
+        self._qos = qos
+        self._backoff = backoff or Backoff(base=0.5, cap=60.0)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._command_lock = anyio.Lock()
+        self.state: dict[str, Any] = {}
+        self.info: DeviceInfo | None = None
+        self.online: bool | None = None  # None until first known
+        self.failures = 0
+        self.last_error: str | None = None
+        self._outage_started: float | None = None
+        self._healthy_since_failure = False
+        self._log = log.bind(device=config.id, driver=config.driver)
+        self._up = metrics.device_up.labels(device=config.id, driver=config.driver)
+        self._latency = metrics.event_latency.labels(driver=config.driver)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    # -- what the driver emits ---------------------------------------------------------------
+
+    async def emit(self, update: Event | StateUpdate | DeviceInfo) -> None:
+        if not self._healthy_since_failure:
+            self._healthy_since_failure = True
+            self._set_online()
+        if isinstance(update, Event):
+            self._publish_event(update)
+        elif isinstance(update, StateUpdate):
+            if merge(self.state, update.values) or "updated" not in self.state:
+                self.state["updated"] = format_time(utcnow())
+                self._publish(
+                    render.retained_json(self._topics.state(self.id), self.state, qos=self._qos)
+                )
+        else:
+            self.info = update
+            self._publish_info()
+
+    def _publish_event(self, event: Event) -> None:
+        if event.id in self._seen:
+            self._seen.move_to_end(event.id)
+            self._metrics.events_duplicate.labels(device=self.id).inc()
+            return
+        self._seen[event.id] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        self._publish(render.event(self._topics, event, qos=self._qos))
+        self._metrics.events.labels(device=self.id, type=event_type_label(event.type)).inc()
+        self._latency.observe(max(0.0, (utcnow() - event_time(event)).total_seconds()))
+
+    def info_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"id": self.id, "driver": self.config.driver}
+        if self.config.name:
+            payload["name"] = self.config.name
+        if self.info is not None:
+            payload.update(self.info.model_dump(exclude_none=True))
+        else:
+            payload["commands"] = sorted(self.driver.commands)
+        payload["online"] = bool(self.online)
+        if self.last_error is not None:
+            payload["last_error"] = self.last_error
+        return payload
+
+    def _publish_info(self) -> None:
+        self._publish(
+            render.retained_json(self._topics.info(self.id), self.info_payload(), qos=self._qos)
+        )
+
+    def publish_availability(self) -> None:
+        if self.online is not None:
+            self._publish(
+                render.availability(self._topics, self.id, online=self.online, qos=self._qos)
+            )
+
+    # -- availability ------------------------------------------------------------------------
+
+    def _set_online(self) -> None:
+        self.failures = 0
+        self._metrics.device_failures.labels(device=self.id).set(0)
+        self._backoff.reset()
+        if self.online:
+            return
+        if self._outage_started is not None:
+            self._log.info(
+                "device_recovered", outage_s=round(time.monotonic() - self._outage_started, 1)
+            )
+        else:
+            self._log.info("device_online")
+        self.online, self._outage_started, self.last_error = True, None, None
+        self._up.set(1)
+        self.publish_availability()
+        self._publish_info()
+
+    def _failed(self, exc: BaseException) -> float:
+        """Record one failure of the device channel; return how long to wait before retrying."""
+        self._healthy_since_failure = False
+        self.failures += 1
+        self._metrics.device_failures.labels(device=self.id).set(self.failures)
+        kind = _error_kind(exc)
+        self._metrics.device_errors.labels(device=self.id, kind=kind).inc()
+        reason = describe(exc)
+        auth = isinstance(exc, AuthError)
+        if isinstance(exc, DeviceProtocolError) and exc.detail:
+            self._log.debug("device_reply", detail=exc.detail)
+        going_offline = self.online is not False and (auth or self.failures >= self.config.offline_after)
+        if going_offline:
+            self._outage_started = time.monotonic()
+            self.online, self.last_error = False, reason
+            self._up.set(0)
+            level = self._log.error if auth or kind == "internal" else self._log.warning
+            level("device_offline", reason=reason, failures=self.failures)
+            self.publish_availability()
+            self._publish_info()
+        elif self.failures == 1 and self.online:
+            self._log.info("device_channel_failed", reason=reason)
+        else:
+            self._log.debug("device_retry_failed", reason=reason, failures=self.failures)
+        return AUTH_RETRY if auth else self._backoff.next_delay()
+
+    # -- the supervised loop -----------------------------------------------------------------
+
+    async def supervise(self) -> None:
+        """Run the driver until cancelled; nothing it raises escapes."""
+        structlog.contextvars.bind_contextvars(device=self.id)
+        try:
+            while True:
+                try:
+                    await self.driver.run(self.emit)
+                    exc: BaseException = DeviceProtocolError("driver returned", device=self.id)
+                except DeviceError as err:
+                    exc = err
+                except Exception as err:
+                    self._log.exception("driver_crashed")
+                    exc = err
+                await anyio.sleep(self._failed(exc))
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                try:
+                    await self.driver.aclose()
+                except Exception:
+                    self._log.exception("driver_close_failed")
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def handle_command(self, message: Received) -> None:
+        started = time.perf_counter()
+        command: str | None = None
+        id_: str | int | None = None
+        try:
+            request = parse_command(message.payload)
+            command, id_ = request.command, request.id
+            checked = check_command(
+                request, supported=self.driver.commands, policy=self.config.commands
+            )
+            if not self.online:
+                raise CommandError("offline", "the device is offline")
+            result = await self._execute(checked.name, checked, id_)
+        except CommandError as exc:
+            if id_ is None:
+                id_ = request_id(message.payload)
+            result = CommandResult.failed(exc.code, exc.message, command=command, id_=id_)
+        self._finish(message, result, started)
+
+    async def _execute(self, name: str, checked: Any, id_: str | int | None) -> CommandResult:  # noqa: ANN401
+        timeout = self.config.command_timeout
+        try:
+            async with self._command_lock:
+                with anyio.fail_after(timeout):
+                    outcome = await self.driver.execute(checked)
+        except TimeoutError:
+            raise CommandError(
+                "timeout", f"no answer within {timeout:g}s; the device may have acted on it"
+            ) from None
+        except AuthError as exc:
+            raise CommandError("auth_failed", describe(exc)) from None
+        except DeviceProtocolError as exc:
+            raise CommandError("device_error", describe(exc)) from None
+        except DeviceError as exc:
+            raise CommandError("unreachable", describe(exc)) from None
+        except CommandError:
+            raise
+        except Exception:
+            self._log.exception("command_crashed", command=name)
+            raise CommandError("internal", "internal error; see the bridge log") from None
+        data = dict(outcome.data)
+        if outcome.image is not None:
+            now = utcnow()
+            self._publish(
+                render.Message(self._topics.snapshot(self.id), outcome.image, self._qos, True)
+            )
+            data.update(
+                {"size": len(outcome.image), "time": format_time(now),
+                 "topic": self._topics.snapshot(self.id)}
+            )
+        return CommandResult(id=id_, command=name, status="ok", data=data)
+
+    def _finish(self, message: Received, result: CommandResult, started: float) -> None:
+        self._publish(render.result(self._topics.command_result(self.id), result, qos=self._qos))
+        if message.response_topic:
+            self._publish(
+                render.result(
+                    message.response_topic, result, qos=self._qos, correlation=message.correlation
+                )
+            )
+        code = result.error.code if result.error else ""
+        name = result.command if result.command in self.driver.commands else "other"
+        self._metrics.commands.labels(
+            device=self.id, command=name, status=result.status, code=code
+        ).inc()
+        self._metrics.command_duration.labels(command=name).observe(time.perf_counter() - started)
+        if result.error:
+            self._log.info("command_failed", command=result.command, code=code)
+        else:
+            self._log.debug("command_done", command=result.command)
+
+
+def event_time(event: Event) -> datetime:
+    return event.time
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, AuthError):
+        return "auth"
+    if isinstance(exc, DeviceProtocolError):
+        return "protocol"
+    if isinstance(exc, DeviceError):
+        return "unreachable"
+    return "internal"

@@ -13,10 +13,11 @@ import anyio
 import structlog
 
 from bridge import __version__
+from bridge.commands import request_id
 from bridge.drivers import build_driver
 from bridge.drivers.base import DriverContext
 from bridge.metrics import Metrics
-from bridge.model import BridgeResponse, ErrorInfo, format_time, utcnow
+from bridge.model import BridgeResponse, CommandResult, ErrorInfo, format_time, utcnow
 from bridge.mqtt import render
 from bridge.mqtt.link import MqttLink
 from bridge.mqtt.topics import Topics
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import httpx
 
     from bridge.mqtt.message import Received
+    from bridge.mqtt.topics import Inbound
     from bridge.settings import Settings
 
 log = structlog.get_logger("bridge")
@@ -163,30 +165,47 @@ class Bridge:
     # -- inbound MQTT ------------------------------------------------------------------------
 
     async def _route(self, tg: anyio.abc.TaskGroup) -> None:
-        async for message in self.link.inbound:
-            target = self.topics.parse(message.topic)
-            if target is None:
-                self.metrics.mqtt_received.labels(outcome="ignored").inc()
-                continue
-            if message.retain:
-                # A retained command would fire again at every restart: never act on one.
-                self.metrics.mqtt_received.labels(outcome="retained_ignored").inc()
-                log.warning("retained_command_ignored", topic=message.topic)
-                continue
-            if target.kind == "request":
-                self.metrics.mqtt_received.labels(outcome="request").inc()
-                self._answer_request(target.target, message)
-                continue
-            worker = self.workers.get(target.target)
-            if worker is None:
-                self.metrics.mqtt_received.labels(outcome="unknown_device").inc()
-                continue  # another shard's device, or none at all
-            self.metrics.mqtt_received.labels(outcome="command").inc()
+        with self.link.inbound:
+            async for message in self.link.inbound:
+                self._dispatch(message, tg)
+
+    def _dispatch(self, message: Received, tg: anyio.abc.TaskGroup) -> None:
+        target = self.topics.parse(message.topic)
+        outcome = "ignored"
+        if target is None:
+            pass
+        elif message.retain:
+            # A retained command would fire again at every restart: never act on one.
+            outcome = "retained_ignored"
+            log.warning("retained_command_ignored", topic=message.topic)
+            self._refuse_retained(target, message)
+        elif target.kind == "request":
+            outcome = "request"
+            self._answer_request(target.target, message)
+        elif (worker := self.workers.get(target.target)) is None:
+            outcome = "unknown_device"  # another shard's device, or none at all
+        else:
+            outcome = "command"
             tg.start_soon(worker.handle_command, message)
+        self.metrics.mqtt_received.labels(outcome=outcome).inc()
+
+    def _refuse_retained(self, target: Inbound, message: Received) -> None:
+        error = ErrorInfo(
+            code="retained",
+            message="retained commands are ignored; publish commands without the retain flag",
+        )
+        id_ = request_id(message.payload)
+        qos = self.settings.mqtt.qos
+        if target.kind == "request":
+            response = BridgeResponse(id=id_, status="error", error=error)
+            topic = self.topics.bridge_response(target.target)
+            self.link.publish(render.result(topic, response, qos=qos))
+        elif target.target in self.workers:
+            result = CommandResult(id=id_, status="error", error=error)
+            topic = self.topics.command_result(target.target)
+            self.link.publish(render.result(topic, result, qos=qos))
 
     def _answer_request(self, action: str, message: Received) -> None:
-        from bridge.commands import request_id  # noqa: PLC0415 - tiny, request path only
-
         id_ = request_id(message.payload)
         handlers = {
             "health_check": self.health,

@@ -78,9 +78,7 @@ class StreamingArgs(Args):
 
 
 class PtzArgs(Args):
-    action: Literal[
-        "left", "right", "up", "down", "zoom_in", "zoom_out", "stop", "home"
-    ]
+    action: Literal["left", "right", "up", "down", "zoom_in", "zoom_out", "stop", "home"]
     speed: int = Field(5, ge=1, le=10)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -41,7 +42,9 @@ async def embedded_broker() -> AsyncIterator[str]:
     broker = Broker(
         {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
     )
     await broker.start()
@@ -64,48 +67,50 @@ def _show(topic: str, payload: bytes) -> None:
     print(f"{topic:<44} {text}", flush=True)  # noqa: T201 - the demo's output
 
 
-async def _monitor(url: str, protocol: str, base: str) -> None:
+def _client(url: str, protocol: str) -> aiomqtt.Client:
     host, port = url.removeprefix("mqtt://").split(":")
     version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
+    return aiomqtt.Client(host, int(port), protocol=version)
+
+
+async def _monitor(url: str, protocol: str, base: str, bridge_offline: anyio.Event) -> None:
+    """Print everything under ``<base>/#``, as a consumer would see it."""
     while True:
         try:
-            async with aiomqtt.Client(host, int(port), protocol=version) as client:
+            async with _client(url, protocol) as client:
                 await client.subscribe(f"{base}/#")
                 async for message in client.messages:
-                    payload = message.payload
-                    _show(message.topic.value, payload if isinstance(payload, bytes) else b"")
+                    payload = message.payload if isinstance(message.payload, bytes) else b""
+                    _show(message.topic.value, payload)
+                    if message.topic.value == f"{base}/bridge/state" and payload == b"offline":
+                        bridge_offline.set()
         except aiomqtt.MqttError:
             await anyio.sleep(0.5)
 
 
 async def _activity(url: str, protocol: str, sims: dict[str, GenericSimulator]) -> None:
-    """What happens in front of the doors: rings, motion, and people pressing buttons in apps."""
-    host, port = url.removeprefix("mqtt://").split(":")
-    version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
+    """What happens at the doors: rings, motion, inputs, and people pressing buttons in apps."""
     rng = random.Random(7)
     step = 0
-    async with aiomqtt.Client(host, int(port), protocol=version) as client:
+    async with _client(url, protocol) as client:
         while True:
             await anyio.sleep(1.5)
             step += 1
             device, sim = rng.choice(list(sims.items()))
+            topic = f"bridge/{device}/command"
             if step % 5 == 0:
                 command: dict[str, Any] = {"command": "open_door", "args": {"door": 1}, "id": step}
-                await client.publish(f"bridge/{device}/command", json.dumps(command), qos=1)
+                await client.publish(topic, json.dumps(command), qos=1)
             elif step % 11 == 0:
-                await client.publish(f"bridge/{device}/command", b"{not json", qos=1)
+                await client.publish(topic, b"{not json", qos=1)
             elif step % 7 == 0:
-                await client.publish(
-                    f"bridge/{device}/command", json.dumps({"command": "reboot", "id": step})
-                )
+                await client.publish(topic, json.dumps({"command": "reboot", "id": step}), qos=1)
+            elif step % 3 == 0:
+                sim.push("motion", zone=1, active=step % 2 == 0)
+            elif step % 2 == 0:
+                sim.set_input("1", not sim.inputs["1"])
             else:
-                rng.choice(
-                    [
-                        lambda: sim.press(1),
-                        lambda: sim.push("motion", zone=1, active=True),
-                        lambda: sim.set_input("1", not sim.inputs["1"]),
-                    ]
-                )()
+                sim.press(1)
 
 
 async def _demo(mqtt_url: str | None, count: int, duration: float | None) -> None:
@@ -126,21 +131,27 @@ async def _demo(mqtt_url: str | None, count: int, duration: float | None) -> Non
                 }
             )
             bridge = Bridge(settings, handle_signals=True)
-            print(f"demo: broker {url}, {count} simulated devices; Ctrl-C stops", flush=True)  # noqa: T201
+            print(  # noqa: T201 - the demo's output
+                f"demo: broker {url}, {count} simulated devices, metrics on "
+                f"http://{settings.http.listen}/metrics; Ctrl-C stops",
+                flush=True,
+            )
+            bridge_offline = anyio.Event()
             async with anyio.create_task_group() as inner:
-                inner.start_soon(_monitor, url, protocol, "bridge")
-                inner.start_soon(bridge.run)
+                inner.start_soon(_monitor, url, protocol, "bridge", bridge_offline)
                 inner.start_soon(_activity, url, protocol, sims)
                 if duration is not None:
-                    await anyio.sleep(duration)
-                    bridge.stop.set()
-                await bridge.stop.wait()
-                with anyio.move_on_after(6):
-                    while bridge.link.pending:  # let the offline messages reach the monitor
-                        await anyio.sleep(0.05)
-                    await anyio.sleep(0.2)
+                    inner.start_soon(_stop_after, bridge, duration)
+                await bridge.run()
+                with anyio.move_on_after(2):  # let the monitor show the final offline
+                    await bridge_offline.wait()
                 inner.cancel_scope.cancel()
         tg.cancel_scope.cancel()
+
+
+async def _stop_after(bridge: Bridge, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    bridge.stop.set()
 
 
 @asynccontextmanager
@@ -156,8 +167,6 @@ def run_demo(
     *, mqtt_url: str | None, devices: int, duration: float | None, log_format: str, log_level: str
 ) -> int:
     logs.configure(format_="json" if log_format == "json" else "console", level=log_level)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(_demo, mqtt_url, devices, duration)
-    except KeyboardInterrupt:
-        pass
     return 0

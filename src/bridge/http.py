@@ -76,7 +76,9 @@ def build_verify(config: DeviceConfig) -> ssl.SSLContext | bool:
     return True
 
 
-def make_client(config: DeviceConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def make_client(
+    config: DeviceConfig, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """One keep-alive client per device; the timeout is per request and overridable."""
     return httpx.AsyncClient(
         base_url=config.url,
@@ -122,7 +124,7 @@ class DeviceHttp:
                 code=f"http_{response.status_code}",
             )
 
-    async def request(
+    async def request(  # noqa: PLR0913 - keyword-only options of one request
         self,
         method: str,
         path: str,
@@ -139,35 +141,39 @@ class DeviceHttp:
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout)
-        async with self._mapped(what):
-            async with self.client.stream(
-                method, path, params=params, json=json_body, **extra
-            ) as response:
-                self._check_status(response, what)
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > max_bytes:
+        async with (
+            self._mapped(what),
+            self.client.stream(method, path, params=params, json=json_body, **extra) as response,
+        ):
+            self._check_status(response, what)
+            length = response.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > max_bytes:
+                raise DeviceProtocolError(
+                    f"{what}: body of {length} bytes exceeds {max_bytes}",
+                    device=self.device,
+                    code="too_large",
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
                     raise DeviceProtocolError(
-                        f"{what}: body of {length} bytes exceeds {max_bytes}",
+                        f"{what}: body exceeds {max_bytes} bytes",
                         device=self.device,
                         code="too_large",
                     )
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise DeviceProtocolError(
-                            f"{what}: body exceeds {max_bytes} bytes",
-                            device=self.device,
-                            code="too_large",
-                        )
-                    chunks.append(chunk)
+                chunks.append(chunk)
         if measure:
             self._histogram.observe(time.perf_counter() - started)
         return b"".join(chunks)
 
     async def get_json(
-        self, path: str, *, params: dict[str, Any] | None = None, timeout: float | None = None,
+        self,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
         measure: bool = True,
     ) -> Any:  # noqa: ANN401 - JSON
         body = await self.request("GET", path, params=params, timeout=timeout, measure=measure)

@@ -90,14 +90,17 @@ class Metrics:
             registry=r,
         )
         self.mqtt_received = Counter(
-            "bridge_mqtt_received", "Inbound messages, by what became of them", ["outcome"],
+            "bridge_mqtt_received",
+            "Inbound messages, by what became of them",
+            ["outcome"],
             registry=r,
         )
         self.outbox_depth = Gauge(
             "bridge_outbox_depth", "Messages waiting for the broker", registry=r
         )
         self.outbox_dropped = Counter(
-            "bridge_outbox_dropped", "Oldest messages dropped when the outbox was full",
+            "bridge_outbox_dropped",
+            "Oldest messages dropped when the outbox was full",
             registry=r,
         )
 

@@ -54,11 +54,7 @@ def is_event_type(value: str) -> bool:
     if value in EVENT_TYPES:
         return True
     name = value.removeprefix(VENDOR_PREFIX)
-    return (
-        value.startswith(VENDOR_PREFIX)
-        and bool(name)
-        and not any(c in name for c in "/+#\0 ")
-    )
+    return value.startswith(VENDOR_PREFIX) and bool(name) and not any(c in name for c in "/+#\0 ")
 
 
 def format_time(value: datetime) -> str:
@@ -184,7 +180,9 @@ class CommandResult(_Frozen):
     def failed(
         cls, code: str, message: str, *, command: str | None = None, id_: str | int | None = None
     ) -> CommandResult:
-        return cls(id=id_, command=command, status="error", error=ErrorInfo(code=code, message=message))
+        return cls(
+            id=id_, command=command, status="error", error=ErrorInfo(code=code, message=message)
+        )
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()

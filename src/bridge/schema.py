@@ -13,9 +13,7 @@ if TYPE_CHECKING:
 
 
 def schemas() -> dict[str, dict[str, Any]]:
-    commands = {
-        name: spec.args.model_json_schema() for name, spec in sorted(CATALOGUE.items())
-    }
+    commands = {name: spec.args.model_json_schema() for name, spec in sorted(CATALOGUE.items())}
     return {
         "event": Event.model_json_schema(mode="serialization"),
         "device-info": DeviceInfo.model_json_schema(mode="serialization"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,6 +21,7 @@ from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolEr
 from bridge.metrics import event_type_label
 from bridge.model import CommandResult, DeviceInfo, Event, StateUpdate, format_time, utcnow
 from bridge.mqtt import render
+from bridge.mqtt.message import Message
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from bridge.config import DeviceConfig
     from bridge.drivers.base import Driver
     from bridge.metrics import Metrics
-    from bridge.mqtt.message import Message, Received
+    from bridge.mqtt.message import Received
     from bridge.mqtt.topics import Topics
 
 log = structlog.get_logger("bridge.device")
@@ -128,7 +128,7 @@ class DeviceWorker:
             self._seen.popitem(last=False)
         self._publish(render.event(self._topics, event, qos=self._qos))
         self._metrics.events.labels(device=self.id, type=event_type_label(event.type)).inc()
-        self._latency.observe(max(0.0, (utcnow() - event_time(event)).total_seconds()))
+        self._latency.observe(max(0.0, (utcnow() - event.time).total_seconds()))
 
     def info_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"id": self.id, "driver": self.config.driver}
@@ -184,7 +184,9 @@ class DeviceWorker:
         auth = isinstance(exc, AuthError)
         if isinstance(exc, DeviceProtocolError) and exc.detail:
             self._log.debug("device_reply", detail=exc.detail)
-        going_offline = self.online is not False and (auth or self.failures >= self.config.offline_after)
+        going_offline = self.online is not False and (
+            auth or self.failures >= self.config.offline_after
+        )
         if going_offline:
             self._outage_started = time.monotonic()
             self.online, self.last_error = False, reason
@@ -235,7 +237,7 @@ class DeviceWorker:
                 request, supported=self.driver.commands, policy=self.config.commands
             )
             if not self.online:
-                raise CommandError("offline", "the device is offline")
+                raise CommandError("offline", "the device is offline")  # noqa: TRY301
             result = await self._execute(checked.name, checked, id_)
         except CommandError as exc:
             if id_ is None:
@@ -267,12 +269,13 @@ class DeviceWorker:
         data = dict(outcome.data)
         if outcome.image is not None:
             now = utcnow()
-            self._publish(
-                render.Message(self._topics.snapshot(self.id), outcome.image, self._qos, True)
-            )
+            self._publish(Message(self._topics.snapshot(self.id), outcome.image, self._qos, True))
             data.update(
-                {"size": len(outcome.image), "time": format_time(now),
-                 "topic": self._topics.snapshot(self.id)}
+                {
+                    "size": len(outcome.image),
+                    "time": format_time(now),
+                    "topic": self._topics.snapshot(self.id),
+                }
             )
         return CommandResult(id=id_, command=name, status="ok", data=data)
 
@@ -294,10 +297,6 @@ class DeviceWorker:
             self._log.info("command_failed", command=result.command, code=code)
         else:
             self._log.debug("command_done", command=result.command)
-
-
-def event_time(event: Event) -> datetime:
-    return event.time
 
 
 def _error_kind(exc: BaseException) -> str:

@@ -48,9 +48,6 @@ class DropConnectionError(Exception):
     """Raised by a handler to close the connection without answering (fault injection)."""
 
 
-Handler = "Callable[[Request], Awaitable[Response]]"
-
-
 async def serve(
     handler: Callable[[Request], Awaitable[Response]],
     host: str = "127.0.0.1",

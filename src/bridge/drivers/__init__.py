@@ -18,11 +18,11 @@ if TYPE_CHECKING:
     from bridge.drivers.base import Driver, DriverContext, DriverFactory
 
 DRIVERS: dict[str, DriverFactory] = {
-    "generic": generic.GenericDriver,
+    "generic": generic.GenericDriver,  # type: ignore[dict-item] # narrower config type
 }
 
 AnyDeviceConfig = Annotated[generic.GenericConfig, Field(discriminator="driver")]
 
 
 def build_driver(config: DeviceConfig, context: DriverContext) -> Driver:
-    return DRIVERS[config.driver](config, context)  # type: ignore[attr-defined]
+    return DRIVERS[config.driver](config, context)

@@ -110,9 +110,7 @@ class GenericDriver:
         args = command.args.model_dump(exclude_none=True)
         if isinstance(command.args, SetSwitchArgs):
             args = {"switch": command.args.switch, "action": command.args.resolved_action}
-        reply = await self._http.post_json(
-            "/api/command", {"command": command.name, "args": args}
-        )
+        reply = await self._http.post_json("/api/command", {"command": command.name, "args": args})
         if not isinstance(reply, dict):
             raise DeviceProtocolError("command: reply is not an object", device=self._config.id)
         if not reply.get("ok"):

@@ -30,6 +30,7 @@ import anyio
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.backoff import Backoff
 from bridge.mqtt.message import Message, Received
@@ -112,7 +113,7 @@ class MqttLink:
         self._wake.set()
 
     def republish(self, prefix: str = "") -> None:
-        """Publish every retained topic under ``prefix`` again (e.g. on ``homeassistant/status``)."""
+        """Publish retained topics under ``prefix`` again (e.g. on ``homeassistant/status``)."""
         for topic in self._table:
             if topic.startswith(prefix):
                 self._dirty[topic] = None
@@ -168,6 +169,7 @@ class MqttLink:
         finally:
             self._connected = False
             self._metrics.mqtt_connected.set(0)
+            self._inbound_send.close()
             self._closed.set()
 
     @property
@@ -248,7 +250,13 @@ class MqttLink:
     async def _session(self, client: aiomqtt.Client) -> None:
         """Serve one connection; raise ``MqttError`` when it breaks, return when closed."""
         for topic in self._subscriptions:
-            await client.subscribe(topic, qos=1)
+            if self._config.protocol == "5":
+                # Retain-as-published: a command published with retain is recognisable even
+                # when it arrives live, not only when the broker replays it at subscribe time.
+                options = SubscribeOptions(qos=1, retainAsPublished=True)  # type: ignore[no-untyped-call]
+                await client.subscribe(topic, options=options)
+            else:
+                await client.subscribe(topic, qos=1)
         failure: list[aiomqtt.MqttError] = []
         async with anyio.create_task_group() as tg:
 
@@ -259,8 +267,11 @@ class MqttLink:
                     failure.append(exc)
                     tg.cancel_scope.cancel()
 
-            tg.start_soon(guarded, partial(self._receive, client), name="mqtt-receive")
-            await self._send(client, partial(tg.start_soon, guarded))
+            def spawn(job: Callable[[], Awaitable[None]]) -> None:
+                tg.start_soon(guarded, job)
+
+            spawn(partial(self._receive, client))
+            await self._send(client, spawn)
             tg.cancel_scope.cancel()
         if failure:
             raise failure[0]

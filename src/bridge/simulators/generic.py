@@ -33,7 +33,7 @@ def _now() -> str:
 
 
 class GenericSimulator(Simulator):
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only knobs of the simulated device
         self,
         *,
         serial: str = "SIM-0001",

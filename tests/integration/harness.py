@@ -1,0 +1,61 @@
+"""Runs simulators and a bridge inside a test's task group."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bridge.app import Bridge
+from bridge.settings import build_settings
+from bridge.simulators.generic import GenericSimulator
+from tests.helpers import free_port
+
+
+def bridge_config(
+    url: str, sims: dict[str, GenericSimulator], state_dir: Path, **device: Any  # noqa: ANN401
+) -> dict[str, Any]:
+    """A config for ``sims`` (which must be serving already)."""
+    return {
+        "mqtt": {"url": url, "client_id": f"bridge-test-{free_port()}"},
+        "http": {"listen": "127.0.0.1:0"},
+        "state_dir": str(state_dir),
+        "devices": [
+            {"id": name, "driver": "generic", "url": sim.url, "poll_timeout": "5s", **device}
+            for name, sim in sims.items()
+        ],
+    }
+
+
+@asynccontextmanager
+async def serving(sims: dict[str, GenericSimulator]) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tg:
+        for sim in sims.values():
+            await tg.start(sim.serve)
+        yield
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def running(config: dict[str, Any], **bridge_options: Any) -> AsyncIterator[Bridge]:  # noqa: ANN401
+    """Run a bridge and stop it cleanly (SIGTERM path) at the end."""
+    bridge = Bridge(build_settings(config), **bridge_options)
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+
+        async def run_bridge() -> None:
+            try:
+                await bridge.run()
+            finally:
+                done.set()
+
+        tg.start_soon(run_bridge)
+        try:
+            yield bridge
+        finally:
+            bridge.stop.set()
+            with anyio.fail_after(10):
+                await done.wait()

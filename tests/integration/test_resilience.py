@@ -1,0 +1,169 @@
+"""Broker outages, device failures and shutdown, against real mosquitto and the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+import yaml
+
+from bridge.simulators.generic import GenericSimulator
+from tests.helpers import Consumer, Mosquitto, wait_until
+from tests.integration.harness import bridge_config, running, serving
+
+pytestmark = [pytest.mark.anyio, pytest.mark.broker]
+
+# The issue's acceptance scenario: the broker is away for 30 s while events keep coming.
+OUTAGE_SECONDS = float(os.environ.get("BRIDGE_TEST_OUTAGE", "30"))
+
+
+def event_seqs(consumer: Consumer, device: str) -> list[int]:
+    """Vendor sequence numbers of the events received, in arrival order, duplicates removed."""
+    out: list[int] = []
+    seen: set[str] = set()
+    for item in consumer.seen:
+        if item.topic.startswith(f"bridge/{device}/event/"):
+            event = item.json()
+            if event["id"] not in seen:
+                seen.add(event["id"])
+                out.append(int(event["id"].rsplit("/", 1)[1]))
+    return out
+
+
+@pytest.mark.slow
+async def test_broker_outage_loses_nothing_and_keeps_order(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator()}
+    sim = sims["front-door"]
+    consumer = Consumer(mosquitto.url, client_id="outage-consumer", persistent=True)
+    async with serving(sims), consumer, running(bridge_config(mosquitto.url, sims, tmp_path)):
+        await consumer.wait_for(lambda seen: any(s.payload == b"online" for s in seen))
+        for _ in range(20):
+            sim.press()
+        await consumer.wait_for(lambda _: len(event_seqs(consumer, "front-door")) == 20)
+
+        mosquitto.stop()  # saves sessions and retained messages, as a real restart does
+        with anyio.move_on_after(OUTAGE_SECONDS):
+            while True:  # the device keeps ringing while the broker is away
+                sim.press()
+                sim.set_input("1", not sim.inputs["1"])
+                await anyio.sleep(0.1)
+        produced = sim.seq
+        assert produced > 20 + OUTAGE_SECONDS * 10
+        connections, mark = consumer.connections, len(consumer.seen)
+        mosquitto.start()
+        await consumer.wait_for(
+            lambda _: consumer.connections > connections
+            and len(event_seqs(consumer, "front-door")) >= produced,
+            timeout=60,
+        )
+        # Every event, once each after de-duplication by id, in the device's order.
+        assert event_seqs(consumer, "front-door") == list(range(1, produced + 1))
+        # Availability and state were published again after the reconnect.
+        await consumer.wait_for(
+            lambda seen: {"bridge/front-door/availability", "bridge/front-door/state"}
+            <= {s.topic for s in seen[mark:]}
+        )
+        state = [s for s in consumer.seen[mark:] if s.topic == "bridge/front-door/state"][-1]
+        assert state.json()["inputs"]["1"]["active"] == sim.inputs["1"]
+
+
+async def test_bridge_starts_with_the_broker_down(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    sims = {"front-door": GenericSimulator()}
+    mosquitto.stop()
+    async with serving(sims), running(bridge_config(mosquitto.url, sims, tmp_path)) as bridge:
+        await wait_until(lambda: bridge.workers["front-door"].online)
+        sims["front-door"].press()  # happens while there is no broker at all
+        assert not bridge.link.connected
+        mosquitto.start()
+        async with Consumer(mosquitto.url) as consumer:
+            avail = await consumer.first("bridge/front-door/availability", timeout=40)
+            assert avail.payload == b"online"
+            assert (await consumer.first("bridge/bridge/state")).payload == b"online"
+
+
+async def test_one_failing_device_does_not_touch_another(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"good": GenericSimulator(), "bad": GenericSimulator()}
+    async with serving(sims), Consumer(mosquitto.url) as consumer:
+        config = bridge_config(mosquitto.url, sims, tmp_path)
+        async with running(config) as bridge:
+            await consumer.wait_for(
+                lambda seen: {s.topic for s in seen if s.payload == b"online"}
+                >= {"bridge/good/availability", "bridge/bad/availability"}
+            )
+            sims["bad"].set_fault("drop", count=-1)  # every request: connection dropped
+            sims["bad"].reboot()  # wakes its long poll so the next request meets the fault
+            offline = await consumer.first("bridge/bad/availability", timeout=30)
+            while offline.payload != b"offline":
+                offline = await consumer.wait_for(
+                    lambda seen: next(
+                        (s for s in seen if s.topic == "bridge/bad/availability"
+                         and s.payload == b"offline"), None
+                    ),
+                    timeout=30,
+                )
+            info = (await consumer.first("bridge/bad/info", online=False)).json()
+            assert "last_error" in info
+            # The good device is unaffected.
+            sims["good"].press()
+            await consumer.first("bridge/good/event/doorbell.pressed")
+            assert bridge.workers["good"].online
+            # The bad one recovers on its own once the fault is gone.
+            sims["bad"].clear_fault()
+            await wait_until(lambda: bridge.workers["bad"].online, timeout=70)
+
+
+async def test_wrong_password_is_one_clear_error_not_a_busy_loop(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator(username="api", password="right")}
+    async with serving(sims), Consumer(mosquitto.url) as consumer:
+        config = bridge_config(
+            mosquitto.url, sims, tmp_path, username="api", password="wrong-secret-123"
+        )
+        async with running(config) as bridge:
+            avail = await consumer.first("bridge/front-door/availability")
+            assert avail.payload == b"offline"
+            info = (await consumer.first("bridge/front-door/info")).json()
+            assert "credentials refused" in info["last_error"]
+            requests = sims["front-door"].requests
+            assert requests <= 2  # challenge + one attempt; the next try is a minute away
+            assert bridge.workers["front-door"].failures == 1
+        assert all(b"wrong-secret-123" not in s.payload for s in consumer.seen)
+
+
+async def test_sigterm_publishes_offline_and_exits_zero(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator()}
+    async with serving(sims), Consumer(mosquitto.url) as consumer:
+        config = bridge_config(mosquitto.url, sims, tmp_path)
+        path = tmp_path / "bridge.yaml"
+        path.write_text(yaml.safe_dump(config))
+        async with await anyio.open_process(
+            [sys.executable, "-m", "bridge", "run", "--config", str(path), "--log-format", "json"],
+        ) as process:
+            await consumer.first("bridge/front-door/availability")
+            await consumer.wait_for(lambda seen: any(s.payload == b"online" for s in seen))
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(10):
+                code = await process.wait()
+            assert code == 0
+            logs = b""
+            if process.stderr is not None:
+                logs = await process.stderr.receive()
+        await consumer.wait_for(
+            lambda seen: [s.payload for s in seen if s.topic == "bridge/bridge/state"][-1:]
+            == [b"offline"]
+        )
+        assert consumer.on("bridge/front-door/availability")[-1].payload == b"offline"
+        lines = [json.loads(line) for line in logs.decode().splitlines() if line.startswith("{")]
+        assert any(line["event"] == "bridge_stopped" for line in lines)

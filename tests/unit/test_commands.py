@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from bridge.commands import (
+    CATALOGUE,
+    SetSwitchArgs,
+    check_command,
+    parse_command,
+    request_id,
+)
+from bridge.config import CommandPolicy
+from bridge.errors import CommandError
+from bridge.model import CommandRequest
+
+SUPPORTED = frozenset({"open_door", "set_switch", "reboot", "refresh"})
+
+
+def code_of(payload: bytes, policy: CommandPolicy | None = None) -> str:
+    with pytest.raises(CommandError) as caught:
+        check_command(parse_command(payload), supported=SUPPORTED, policy=policy or CommandPolicy())
+    return caught.value.code
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"", "bad_request"),
+        (b"\xff\xfe", "bad_request"),
+        (b"[1]", "bad_request"),
+        (b'{"args": {}}', "bad_request"),
+        (b'{"command": "open_door", "extra": 1}', "bad_request"),
+        (b'{"command": "teleport"}', "unknown_command"),
+        (b'{"command": "ptz", "args": {"action": "left"}}', "unsupported"),
+        (b'{"command": "reboot"}', "denied"),
+        (b'{"command": "open_door", "args": {"door": 0}}', "invalid_args"),
+        (b'{"command": "open_door", "args": {"doors": 1}}', "invalid_args"),
+        (b'{"command": "set_switch", "args": {"switch": 1}}', "invalid_args"),
+        (b'{"command": "set_switch", "args": {"on": true, "action": "off"}}', "invalid_args"),
+    ],
+)
+def test_refusals_have_stable_codes(payload: bytes, code: str) -> None:
+    assert code_of(payload) == code
+
+
+def test_policy() -> None:
+    reboot = b'{"command": "reboot"}'
+    door = b'{"command": "open_door"}'
+    assert code_of(reboot) == "denied"  # destructive: off by default
+    allowed = CommandPolicy(allow=["reboot"])
+    assert check_command(parse_command(reboot), supported=SUPPORTED, policy=allowed).name == "reboot"
+    assert code_of(door, allowed) == "denied"  # an allow list is exhaustive
+    assert code_of(door, CommandPolicy(deny=["open_door"])) == "denied"
+    both = CommandPolicy(allow=["reboot"], deny=["reboot"])
+    assert code_of(reboot, both) == "denied"  # deny wins
+
+
+def test_checked_arguments_are_typed() -> None:
+    checked = check_command(
+        CommandRequest(command="set_switch", args={"switch": 2, "on": True, "timeout": "5s"}, id=9),
+        supported=SUPPORTED,
+        policy=CommandPolicy(),
+    )
+    assert isinstance(checked.args, SetSwitchArgs)
+    assert checked.args.resolved_action == "on"
+    assert checked.args.timeout == 5.0
+    assert checked.id == 9
+
+
+def test_error_messages_do_not_echo_input() -> None:
+    with pytest.raises(CommandError) as caught:
+        check_command(
+            CommandRequest(command="dial", args={"number": "", "pin": "4711"}),
+            supported={"dial"},
+            policy=CommandPolicy(),
+        )
+    assert "4711" not in caught.value.message
+
+
+def test_request_id_is_best_effort() -> None:
+    assert request_id(b'{"id": "a", "command": 5}') == "a"
+    assert request_id(b'{"id": true}') is None
+    assert request_id(b"nope") is None
+
+
+def test_only_reboot_is_destructive() -> None:
+    assert {n for n, spec in CATALOGUE.items() if spec.destructive} == {"reboot"}

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.errors import ConfigError
+from bridge.settings import build_settings, load_settings
+
+CONFIG_DIR = Path(__file__).parents[2] / "config"
+DEVICE = {"id": "front-door", "driver": "generic", "url": "http://192.0.2.10"}
+
+
+def problems(data: dict[str, object], environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        build_settings(data, environ or {})
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_example_is_valid(path: Path) -> None:
+    environ = {"MQTT_PASSWORD": "x", "FRONT_DOOR_PASSWORD": "y"}
+    settings = load_settings(path, environ)
+    assert settings.devices
+
+
+def test_defaults() -> None:
+    settings = build_settings({}, {})
+    assert settings.mqtt.url == "mqtt://localhost:1883"
+    assert settings.mqtt.base_topic == "bridge"
+    assert settings.mqtt.qos == 1
+    assert settings.http.port == 9880
+
+
+def test_unknown_key_names_its_path() -> None:
+    assert problems({"devices": [DEVICE, {**DEVICE, "id": "b", "colour": "red"}]}) == [
+        "devices[1].colour: unknown key"
+    ]
+    assert problems({"mqtt": {"hostname": "x"}}) == ["mqtt.hostname: unknown key"]
+
+
+def test_each_problem_gets_one_line() -> None:
+    found = problems(
+        {
+            "mqtt": {"url": "http://broker", "qos": 3},
+            "devices": [{"id": "Bad Id", "driver": "generic", "url": "http://x"},
+                        {"id": "b", "driver": "nope", "url": "http://x"},
+                        {"id": "c", "driver": "generic"}],
+        }
+    )
+    assert any(p.startswith("mqtt.qos:") for p in found)
+    assert any(p.startswith("devices[0].id:") for p in found)
+    assert any(p.startswith("devices[1]") and "unknown driver" in p for p in found)
+    assert "devices[2].url: required" in found
+
+
+def test_durations() -> None:
+    settings = build_settings(
+        {"devices": [{**DEVICE, "poll_interval": "500ms", "timeout": "1m", "command_timeout": 3}]},
+        {},
+    )
+    device = settings.devices[0]
+    assert (device.poll_interval, device.timeout, device.command_timeout) == (0.5, 60.0, 3.0)
+    assert problems({"devices": [{**DEVICE, "timeout": "soon"}]})[0].startswith(
+        "devices[0].timeout: invalid duration"
+    )
+
+
+def test_env_references_and_missing_variables() -> None:
+    settings = build_settings(
+        {"mqtt": {"password": "${MQTT_PASSWORD}", "username": "${USER_NAME:-bridge}"}},
+        {"MQTT_PASSWORD": "s3cret"},
+    )
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "s3cret"
+    assert settings.mqtt.username == "bridge"
+    assert problems({"devices": [{**DEVICE, "password": "${NOPE}"}]}) == [
+        "devices[0].password: environment variable NOPE is not set"
+    ]
+
+
+def test_secret_files(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    settings = build_settings({"devices": [{**DEVICE, "password_file": str(secret)}]}, {})
+    password = settings.devices[0].password
+    assert password is not None
+    assert password.get_secret_value() == "from-file"
+    found = problems({"devices": [{**DEVICE, "password_file": str(tmp_path / "missing")}]})
+    assert len(found) == 1
+    assert found[0].startswith("devices[0]: password_file: cannot read")
+
+
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_MQTT__URL", "mqtts://broker.example:8883")
+    monkeypatch.setenv("BRIDGE_SHARD__INDEX", "1")
+    monkeypatch.setenv("BRIDGE_SHARD__COUNT", "3")
+    settings = build_settings({"mqtt": {"url": "mqtt://localhost", "base_topic": "site"}})
+    assert settings.mqtt.url == "mqtts://broker.example:8883"
+    assert settings.mqtt.base_topic == "site"
+    assert (settings.shard.index, settings.shard.count) == (1, 3)
+
+
+def test_rules_across_fields() -> None:
+    assert problems({"devices": [DEVICE, DEVICE]}) == ["devices: duplicate id 'front-door'"]
+    assert problems({"shard": {"index": 2, "count": 2}}) == [
+        "shard: index 2 must be below count 2"
+    ]
+    found = problems({"devices": [{**DEVICE, "url": "http://api:hunter2@192.0.2.1"}]})
+    assert found == ["devices[0]: url: put credentials in username/password, not in the URL"]
+    assert "hunter2" not in "".join(found)
+    assert problems({"devices": [{**DEVICE, "id": "bridge"}]})[0].startswith("devices[0].id:")
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("devices:\n  - {id: a, driver: generic, url: 'http://192.0.2.1'}\n")
+    assert main(["check-config", "--config", str(good)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mqtt:\n  port: 1883\ndevices:\n  - {id: a, driver: generic}\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["mqtt.port: unknown key", "devices[0].url: required"]
+    assert main(["check-config", "--config", str(tmp_path / "absent.yaml")]) == 2
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("devices: [\n")
+    assert main(["check-config", "--config", str(broken)]) == 2

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiomqtt
 import anyio
@@ -90,7 +90,7 @@ class Seen:
     retain: bool
     correlation: bytes | None = None
 
-    def json(self) -> Any:  # noqa: ANN401
+    def json(self) -> Any:
         return json.loads(self.payload)
 
 
@@ -116,7 +116,7 @@ class Consumer:
         self.connected = anyio.Event()
         self.connections = 0
 
-    async def __aenter__(self) -> Consumer:
+    async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         await self._tg.start(self.run)
@@ -136,7 +136,9 @@ class Consumer:
             properties=_session_expiry() if self.persistent else None,
         )
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         started = False
         while True:
             try:
@@ -169,7 +171,7 @@ class Consumer:
 
     async def wait_for(
         self, predicate: Callable[[list[Seen]], Any], timeout: float = DEADLINE
-    ) -> Any:  # noqa: ANN401
+    ) -> Any:
         """Wait until ``predicate(seen)`` is truthy; return its value."""
         with anyio.fail_after(timeout):
             while True:
@@ -178,7 +180,7 @@ class Consumer:
                     return value
                 await self._changed.wait()
 
-    async def first(self, topic: str, timeout: float = DEADLINE, **match: Any) -> Seen:  # noqa: ANN401
+    async def first(self, topic: str, timeout: float = DEADLINE, **match: Any) -> Seen:
         def find(seen: list[Seen]) -> Seen | None:
             for item in seen:
                 if item.topic == topic and _matches(item, match):
@@ -191,7 +193,7 @@ class Consumer:
     def on(self, topic: str) -> list[Seen]:
         return [s for s in self.seen if s.topic == topic]
 
-    async def publish(self, topic: str, payload: bytes | str, **kwargs: Any) -> None:  # noqa: ANN401
+    async def publish(self, topic: str, payload: bytes | str, **kwargs: Any) -> None:
         assert self.client is not None
         await self.client.publish(topic, payload, qos=1, **kwargs)
 
@@ -206,7 +208,7 @@ def _matches(item: Seen, match: dict[str, Any]) -> bool:
     return isinstance(body, dict) and all(body.get(k) == v for k, v in match.items())
 
 
-def _session_expiry() -> Any:  # noqa: ANN401
+def _session_expiry() -> Any:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
@@ -218,5 +220,5 @@ def _session_expiry() -> Any:  # noqa: ANN401
 async def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE) -> None:
     """Poll a condition that has no event to wait on, with a deadline."""
     with anyio.fail_after(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - the bridge's state has no event to wait on
             await anyio.sleep(0.01)

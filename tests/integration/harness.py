@@ -16,7 +16,10 @@ from tests.helpers import free_port
 
 
 def bridge_config(
-    url: str, sims: dict[str, GenericSimulator], state_dir: Path, **device: Any  # noqa: ANN401
+    url: str,
+    sims: dict[str, GenericSimulator],
+    state_dir: Path,
+    **device: Any,
 ) -> dict[str, Any]:
     """A config for ``sims`` (which must be serving already)."""
     return {
@@ -40,7 +43,7 @@ async def serving(sims: dict[str, GenericSimulator]) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def running(config: dict[str, Any], **bridge_options: Any) -> AsyncIterator[Bridge]:  # noqa: ANN401
+async def running(config: dict[str, Any], **bridge_options: Any) -> AsyncIterator[Bridge]:
     """Run a bridge and stop it cleanly (SIGTERM path) at the end."""
     bridge = Bridge(build_settings(config), **bridge_options)
     done = anyio.Event()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import anyio
 import httpx
 import jsonschema
 import pytest
@@ -64,17 +63,27 @@ async def test_consumer_sees_the_whole_contract(mosquitto: Mosquitto, tmp_path: 
             result = (await consumer.first("bridge/front-door/command/result", id="c1")).json()
             jsonschema.validate(result, schema("command-result"))
             assert result == {
-                "id": "c1", "command": "open_door", "status": "ok", "data": {"door": 1},
+                "id": "c1",
+                "command": "open_door",
+                "status": "ok",
+                "data": {"door": 1},
                 "error": None,
             }
             switches = await consumer.wait_for(
-                lambda seen: [
-                    s.json()["data"] for s in seen
-                    if s.topic == "bridge/front-door/event/switch.changed"
-                ][:2] if len([s for s in seen if s.topic.endswith("switch.changed")]) >= 2 else None
+                lambda seen: (
+                    [
+                        s.json()["data"]
+                        for s in seen
+                        if s.topic == "bridge/front-door/event/switch.changed"
+                    ][:2]
+                    if len([s for s in seen if s.topic.endswith("switch.changed")]) >= 2
+                    else None
+                )
             )
-            assert switches == [{"switch": 1, "active": True, "raw": switches[0]["raw"]},
-                                {"switch": 1, "active": False, "raw": switches[1]["raw"]}]
+            assert switches == [
+                {"switch": 1, "active": True, "raw": switches[0]["raw"]},
+                {"switch": 1, "active": False, "raw": switches[1]["raw"]},
+            ]
 
 
 @pytest.mark.parametrize(
@@ -121,7 +130,9 @@ async def test_retained_commands_are_ignored_and_response_topic_honoured(
         async with running(bridge_config(mosquitto.url, sims, tmp_path)):
             await consumer.wait_for(
                 lambda seen: any(
-                    s.payload == b"online" for s in seen if s.topic.endswith("front-door/availability")
+                    s.payload == b"online"
+                    for s in seen
+                    if s.topic.endswith("front-door/availability")
                 )
             )
             # Left on the broker by a careless flow: must never open the door.
@@ -143,16 +154,23 @@ async def test_retained_commands_are_ignored_and_response_topic_honoured(
             assert reply.json()["id"] == "live"
             assert reply.json()["status"] == "ok"
             await consumer.first("bridge/front-door/command/result", id="live")
-            refused = (await consumer.first("bridge/front-door/command/result", id="retained"))
+            refused = await consumer.first("bridge/front-door/command/result", id="retained")
             assert refused.json()["error"]["code"] == "retained"
             assert sims["front-door"].commands == []  # the door never opened
 
         # At the next start the broker replays it: refused again, never executed.
         async with running(bridge_config(mosquitto.url, sims, tmp_path)):
             await consumer.wait_for(
-                lambda seen: len(
-                    [s for s in seen if s.topic.endswith("command/result") and b"retained" in s.payload]
-                ) >= 2
+                lambda seen: (
+                    len(
+                        [
+                            s
+                            for s in seen
+                            if s.topic.endswith("command/result") and b"retained" in s.payload
+                        ]
+                    )
+                    >= 2
+                )
             )
             assert sims["front-door"].commands == []
 

@@ -59,16 +59,20 @@ async def test_broker_outage_loses_nothing_and_keeps_order(
         connections, mark = consumer.connections, len(consumer.seen)
         mosquitto.start()
         await consumer.wait_for(
-            lambda _: consumer.connections > connections
-            and len(event_seqs(consumer, "front-door")) >= produced,
+            lambda _: (
+                consumer.connections > connections
+                and len(event_seqs(consumer, "front-door")) >= produced
+            ),
             timeout=60,
         )
         # Every event, once each after de-duplication by id, in the device's order.
         assert event_seqs(consumer, "front-door") == list(range(1, produced + 1))
         # Availability and state were published again after the reconnect.
         await consumer.wait_for(
-            lambda seen: {"bridge/front-door/availability", "bridge/front-door/state"}
-            <= {s.topic for s in seen[mark:]}
+            lambda seen: (
+                {"bridge/front-door/availability", "bridge/front-door/state"}
+                <= {s.topic for s in seen[mark:]}
+            )
         )
         state = [s for s in consumer.seen[mark:] if s.topic == "bridge/front-door/state"][-1]
         assert state.json()["inputs"]["1"]["active"] == sim.inputs["1"]
@@ -96,8 +100,10 @@ async def test_one_failing_device_does_not_touch_another(
         config = bridge_config(mosquitto.url, sims, tmp_path)
         async with running(config) as bridge:
             await consumer.wait_for(
-                lambda seen: {s.topic for s in seen if s.payload == b"online"}
-                >= {"bridge/good/availability", "bridge/bad/availability"}
+                lambda seen: (
+                    {s.topic for s in seen if s.payload == b"online"}
+                    >= {"bridge/good/availability", "bridge/bad/availability"}
+                )
             )
             sims["bad"].set_fault("drop", count=-1)  # every request: connection dropped
             sims["bad"].reboot()  # wakes its long poll so the next request meets the fault
@@ -105,8 +111,12 @@ async def test_one_failing_device_does_not_touch_another(
             while offline.payload != b"offline":
                 offline = await consumer.wait_for(
                     lambda seen: next(
-                        (s for s in seen if s.topic == "bridge/bad/availability"
-                         and s.payload == b"offline"), None
+                        (
+                            s
+                            for s in seen
+                            if s.topic == "bridge/bad/availability" and s.payload == b"offline"
+                        ),
+                        None,
                     ),
                     timeout=30,
                 )
@@ -161,8 +171,9 @@ async def test_sigterm_publishes_offline_and_exits_zero(
             if process.stderr is not None:
                 logs = await process.stderr.receive()
         await consumer.wait_for(
-            lambda seen: [s.payload for s in seen if s.topic == "bridge/bridge/state"][-1:]
-            == [b"offline"]
+            lambda seen: (
+                [s.payload for s in seen if s.topic == "bridge/bridge/state"][-1:] == [b"offline"]
+            )
         )
         assert consumer.on("bridge/front-door/availability")[-1].payload == b"offline"
         lines = [json.loads(line) for line in logs.decode().splitlines() if line.startswith("{")]

@@ -48,7 +48,9 @@ def test_policy() -> None:
     door = b'{"command": "open_door"}'
     assert code_of(reboot) == "denied"  # destructive: off by default
     allowed = CommandPolicy(allow=["reboot"])
-    assert check_command(parse_command(reboot), supported=SUPPORTED, policy=allowed).name == "reboot"
+    assert (
+        check_command(parse_command(reboot), supported=SUPPORTED, policy=allowed).name == "reboot"
+    )
     assert code_of(door, allowed) == "denied"  # an allow list is exhaustive
     assert code_of(door, CommandPolicy(deny=["open_door"])) == "denied"
     both = CommandPolicy(allow=["reboot"], deny=["reboot"])

@@ -44,9 +44,11 @@ def test_each_problem_gets_one_line() -> None:
     found = problems(
         {
             "mqtt": {"url": "http://broker", "qos": 3},
-            "devices": [{"id": "Bad Id", "driver": "generic", "url": "http://x"},
-                        {"id": "b", "driver": "nope", "url": "http://x"},
-                        {"id": "c", "driver": "generic"}],
+            "devices": [
+                {"id": "Bad Id", "driver": "generic", "url": "http://x"},
+                {"id": "b", "driver": "nope", "url": "http://x"},
+                {"id": "c", "driver": "generic"},
+            ],
         }
     )
     assert any(p.startswith("mqtt.qos:") for p in found)
@@ -104,9 +106,7 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_rules_across_fields() -> None:
     assert problems({"devices": [DEVICE, DEVICE]}) == ["devices: duplicate id 'front-door'"]
-    assert problems({"shard": {"index": 2, "count": 2}}) == [
-        "shard: index 2 must be below count 2"
-    ]
+    assert problems({"shard": {"index": 2, "count": 2}}) == ["shard: index 2 must be below count 2"]
     found = problems({"devices": [{**DEVICE, "url": "http://api:hunter2@192.0.2.1"}]})
     assert found == ["devices[0]: url: put credentials in username/password, not in the URL"]
     assert "hunter2" not in "".join(found)

@@ -16,7 +16,9 @@ WHEN = datetime(2026, 11, 21, 10, 15, 2, tzinfo=UTC)
 
 def test_event_is_a_cloudevent_with_a_deterministic_id() -> None:
     data = {"switch": 1, "active": True, "raw": {"event": "SwitchStateChanged", "id": 1234}}
-    event = make_event("front-door", "switch.changed", data, time=WHEN, boot=1437987102, sequence=1234)
+    event = make_event(
+        "front-door", "switch.changed", data, time=WHEN, boot=1437987102, sequence=1234
+    )
     body = json.loads(event.to_json())
     assert body == {
         "specversion": "1.0",
@@ -56,7 +58,10 @@ def test_time_format() -> None:
 def test_command_result_shape() -> None:
     result = CommandResult.failed("denied", "no", command="reboot", id_="x")
     assert json.loads(result.to_json()) == {
-        "id": "x", "command": "reboot", "status": "error", "data": {},
+        "id": "x",
+        "command": "reboot",
+        "status": "error",
+        "data": {},
         "error": {"code": "denied", "message": "no"},
     }
 

@@ -17,10 +17,18 @@ T = "2026-11-21T10:15:02Z"
     ("record", "type_", "data", "state"),
     [
         ({"kind": "button", "button": 2}, "doorbell.pressed", {"button": 2}, None),
-        ({"kind": "switch", "switch": 1, "active": True}, "switch.changed",
-         {"switch": 1, "active": True}, {"switches": {"1": {"active": True}}}),
-        ({"kind": "input", "input": "2", "active": False}, "input.changed",
-         {"port": 2, "active": False}, {"inputs": {"2": {"active": False}}}),
+        (
+            {"kind": "switch", "switch": 1, "active": True},
+            "switch.changed",
+            {"switch": 1, "active": True},
+            {"switches": {"1": {"active": True}}},
+        ),
+        (
+            {"kind": "input", "input": "2", "active": False},
+            "input.changed",
+            {"port": 2, "active": False},
+            {"inputs": {"2": {"active": False}}},
+        ),
         ({"kind": "motion", "active": True}, "motion.started", {"zone": 1}, {"motion": True}),
         ({"kind": "motion", "active": False}, "motion.stopped", {"zone": 1}, {"motion": False}),
         ({"kind": "startup", "uptime": 3}, "device.started", {"uptime": 3}, None),
@@ -42,8 +50,14 @@ def test_records_normalize(
 
 @pytest.mark.parametrize(
     "payload",
-    [[], {"events": []}, {"boot": "x", "events": []}, {"boot": 1, "events": {}},
-     {"boot": 1, "events": [1]}, {"boot": 1, "events": [{"seq": "1"}]}],
+    [
+        [],
+        {"events": []},
+        {"boot": "x", "events": []},
+        {"boot": 1, "events": {}},
+        {"boot": 1, "events": [1]},
+        {"boot": 1, "events": [{"seq": "1"}]},
+    ],
 )
 def test_malformed_batches_are_typed_errors(payload: object) -> None:
     with pytest.raises(DeviceProtocolError):
@@ -51,8 +65,12 @@ def test_malformed_batches_are_typed_errors(payload: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "record", [{"seq": 1, "time": "yesterday"}, {"seq": 1}, {"seq": 1, "time": T, "kind": "switch",
-                                                            "switch": "one"}],
+    "record",
+    [
+        {"seq": 1, "time": "yesterday"},
+        {"seq": 1},
+        {"seq": 1, "time": T, "kind": "switch", "switch": "one"},
+    ],
 )
 def test_malformed_records_are_typed_errors(record: dict[str, object]) -> None:
     with pytest.raises(DeviceProtocolError):
@@ -64,7 +82,8 @@ def test_info_and_state() -> None:
     assert boot == 5
     assert (info.model, info.serial, info.commands) == ("M", "12", ["refresh"])
     assert parse_state({"switches": {"1": True}}).values == {
-        "switches": {"1": {"active": True}}, "inputs": {}
+        "switches": {"1": {"active": True}},
+        "inputs": {},
     }
     with pytest.raises(DeviceProtocolError):
         parse_state({"switches": [True]})

@@ -253,7 +253,7 @@ class MqttLink:
             if self._config.protocol == "5":
                 # Retain-as-published: a command published with retain is recognisable even
                 # when it arrives live, not only when the broker replays it at subscribe time.
-                options = SubscribeOptions(qos=1, retainAsPublished=True)  # type: ignore[no-untyped-call]
+                options = SubscribeOptions(qos=1, retainAsPublished=True)
                 await client.subscribe(topic, options=options)
             else:
                 await client.subscribe(topic, qos=1)

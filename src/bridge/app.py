@@ -19,6 +19,7 @@ from bridge.drivers.base import DriverContext
 from bridge.metrics import Metrics
 from bridge.model import BridgeResponse, CommandResult, ErrorInfo, format_time, utcnow
 from bridge.mqtt import render
+from bridge.mqtt.discovery import device_discovery
 from bridge.mqtt.link import MqttLink
 from bridge.mqtt.topics import Topics
 from bridge.shard import shard_of
@@ -82,7 +83,7 @@ class Bridge:
             mqtt,
             client_id=self.client_id,
             will=render.bridge_state(self.topics, online=False, qos=1),
-            subscriptions=self.topics.subscriptions,
+            subscriptions=self._subscriptions(),
             metrics=self.metrics,
         )
         context = DriverContext(
@@ -97,11 +98,27 @@ class Bridge:
                 topics=self.topics,
                 metrics=self.metrics,
                 qos=mqtt.qos,
+                discover=self._discover if self.settings.homeassistant.enabled else None,
             )
             for d in self.settings.devices
             if d.enabled and shard_of(d.id, shard.count) == shard.index
         }
         self.metrics.build_info.info({"version": __version__})
+
+    def _discover(self, worker: DeviceWorker) -> None:
+        if worker.info is None:
+            return
+        self.link.publish(
+            device_discovery(
+                self.topics,
+                prefix=self.settings.homeassistant.prefix,
+                device=worker.id,
+                name=worker.config.name,
+                info=worker.info,
+                state=worker.state,
+                version=__version__,
+            )
+        )
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -169,10 +186,21 @@ class Bridge:
             async for message in self.link.inbound:
                 self._dispatch(message, tg)
 
+    def _subscriptions(self) -> tuple[str, ...]:
+        ha = self.settings.homeassistant
+        return (*self.topics.subscriptions, *([f"{ha.prefix}/status"] if ha.enabled else []))
+
     def _dispatch(self, message: Received, tg: anyio.abc.TaskGroup) -> None:
         target = self.topics.parse(message.topic)
         outcome = "ignored"
-        if target is None:
+        ha = self.settings.homeassistant
+        if ha.enabled and message.topic == f"{ha.prefix}/status":
+            if message.payload.strip().lower() == b"online":
+                # Home Assistant restarted: it needs discovery and the current state again.
+                outcome = "homeassistant_birth"
+                self.link.republish(f"{ha.prefix}/")
+                self.link.republish(f"{self.topics.base}/")
+        elif target is None:
             pass
         elif message.retain:
             # A retained command would fire again at every restart: never act on one.

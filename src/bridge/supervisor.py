@@ -75,6 +75,7 @@ class DeviceWorker:
         metrics: Metrics,
         qos: int,
         backoff: Backoff | None = None,
+        discover: Callable[[DeviceWorker], None] | None = None,
     ) -> None:
         self.config = config
         self.driver = driver
@@ -83,6 +84,7 @@ class DeviceWorker:
         self._metrics = metrics
         self._qos = qos
         self._backoff = backoff or Backoff(base=0.5, cap=60.0)
+        self._discover = discover
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._command_lock = anyio.Lock()
         self.state: dict[str, Any] = {}
@@ -109,14 +111,19 @@ class DeviceWorker:
         if isinstance(update, Event):
             self._publish_event(update)
         elif isinstance(update, StateUpdate):
+            switches = set(self.state.get("switches", {}))
             if merge(self.state, update.values) or "updated" not in self.state:
                 self.state["updated"] = format_time(utcnow())
+                if self._discover and set(self.state.get("switches", {})) != switches:
+                    self._discover(self)
                 self._publish(
                     render.retained_json(self._topics.state(self.id), self.state, qos=self._qos)
                 )
         else:
             self.info = update
             self._publish_info()
+            if self._discover:
+                self._discover(self)
 
     def _publish_event(self, event: Event) -> None:
         if event.id in self._seen:

@@ -200,3 +200,44 @@ async def test_bridge_requests_and_http_endpoints(mosquitto: Mosquitto, tmp_path
                 assert 'bridge_device_up{device="front-door",driver="generic"} 1.0' in metrics
                 assert "bridge_mqtt_connected 1.0" in metrics
                 assert (await http.get("/nope")).status_code == 404
+
+
+async def test_home_assistant_discovery_and_birth_republish(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator(serial="FD-9")}
+    topic = "homeassistant/device/bridge_front-door/config"
+    async with serving(sims), Consumer(mosquitto.url, ("homeassistant/#",)) as consumer:
+        config = bridge_config(mosquitto.url, sims, tmp_path, name="Front door")
+        config["homeassistant"] = {"enabled": True}
+        async with running(config):
+            await check_discovery(consumer, topic)
+            async with Consumer(consumer_url(consumer), ("homeassistant/#",)) as late:
+                assert (await late.first(topic)).retain
+
+
+def consumer_url(consumer: Consumer) -> str:
+    return f"mqtt://{consumer.host}:{consumer.port}"
+
+
+async def check_discovery(consumer: Consumer, topic: str) -> None:
+    found = await consumer.wait_for(
+        lambda seen: [
+            s
+            for s in seen
+            if s.topic == topic and "bridge_front-door_switch_1" in s.json()["components"]
+        ]
+    )
+    discovery = found[-1].json()
+    assert discovery["device"]["serial_number"] == "FD-9"
+    assert discovery["device"]["name"] == "Front door"
+    assert discovery["availability_mode"] == "all"
+    components = discovery["components"]
+    assert components["bridge_front-door_doorbell"]["p"] == "event"
+    press = json.loads(components["bridge_front-door_open_door"]["payload_press"])
+    assert press["command"] == "open_door"
+    assert "bridge_front-door_reboot" in components  # listed; still denied by policy
+
+    before = len(consumer.on(topic))
+    await consumer.publish("homeassistant/status", b"online")
+    await consumer.wait_for(lambda _: len(consumer.on(topic)) > before)

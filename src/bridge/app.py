@@ -136,6 +136,7 @@ class Bridge:
             )
             for worker in self.workers.values():
                 worker.publish_availability()
+            self._warn_insecure()
             log.info(
                 "bridge_started",
                 version=__version__,
@@ -154,6 +155,13 @@ class Bridge:
                 devices.cancel_scope.cancel()
             await self._shutdown()
             tg.cancel_scope.cancel()
+
+    def _warn_insecure(self) -> None:
+        if self.settings.mqtt.uses_tls and self.settings.mqtt.tls.insecure:
+            log.warning("mqtt_tls_insecure", hint="broker hostname is not verified")
+        for worker in self.workers.values():
+            if worker.config.url.startswith("https") and not worker.config.tls.verify:
+                log.warning("device_tls_unverified", device=worker.id, hint="set tls.ca_file")
 
     async def _shutdown(self) -> None:
         qos = self.settings.mqtt.qos

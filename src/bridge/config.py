@@ -220,4 +220,9 @@ class DeviceConfig(ConfigModel):
             raise ValueError("url: put credentials in username/password, not in the URL")
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"url: expected http(s)://host[:port], got {self.url!r}")
+        if self.tls.fingerprint is not None:
+            # Accepting a pin and not enforcing it would be worse than refusing it.
+            raise ValueError(
+                "tls.fingerprint: certificate pinning is not supported yet; use tls.ca_file"
+            )
         return self

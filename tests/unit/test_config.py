@@ -111,6 +111,8 @@ def test_rules_across_fields() -> None:
     assert found == ["devices[0]: url: put credentials in username/password, not in the URL"]
     assert "hunter2" not in "".join(found)
     assert problems({"devices": [{**DEVICE, "id": "bridge"}]})[0].startswith("devices[0].id:")
+    pin = {"fingerprint": ":".join(["AB"] * 32)}
+    assert "not supported yet" in problems({"devices": [{**DEVICE, "tls": pin}]})[0]
 
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -178,3 +178,29 @@ async def test_sigterm_publishes_offline_and_exits_zero(
         assert consumer.on("bridge/front-door/availability")[-1].payload == b"offline"
         lines = [json.loads(line) for line in logs.decode().splitlines() if line.startswith("{")]
         assert any(line["event"] == "bridge_stopped" for line in lines)
+
+
+async def test_outbox_overflow_drops_the_oldest_and_counts_them(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator()}
+    sim = sims["front-door"]
+    consumer = Consumer(mosquitto.url, ("bridge/+/event/#",), client_id="overflow", persistent=True)
+    async with serving(sims), consumer:
+        config = bridge_config(mosquitto.url, sims, tmp_path)
+        config["mqtt"]["outbox_size"] = 50
+        async with running(config) as bridge:
+            await wait_until(lambda: bridge.link.connected and bridge.workers["front-door"].online)
+            mosquitto.stop()
+            await wait_until(lambda: not bridge.link.connected)
+            for _ in range(80):
+                sim.press()
+            published = bridge.metrics.events.labels(device="front-door", type="doorbell.pressed")
+            await wait_until(lambda: published._value.get() == 80)
+            mosquitto.start()
+            await consumer.wait_for(
+                lambda _: event_seqs(consumer, "front-door")[-1:] == [80], timeout=40
+            )
+            # The 30 oldest were dropped and counted; the newest 50 arrived, in order.
+            assert event_seqs(consumer, "front-door") == list(range(31, 81))
+            assert bridge.metrics.outbox_dropped._value.get() == 30

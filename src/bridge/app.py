@@ -16,6 +16,7 @@ from bridge import __version__
 from bridge.commands import request_id
 from bridge.drivers import build_driver
 from bridge.drivers.base import DriverContext
+from bridge.errors import StartupError
 from bridge.metrics import Metrics
 from bridge.model import BridgeResponse, CommandResult, ErrorInfo, format_time, utcnow
 from bridge.mqtt import render
@@ -126,9 +127,11 @@ class Bridge:
         qos = self.settings.mqtt.qos
         async with anyio.create_task_group() as tg:
             if self.settings.http.enabled:
-                self.http_port = await tg.start(
-                    serve, self.handle_http, self.settings.http.host, self.settings.http.port
-                )
+                http = self.settings.http
+                try:
+                    self.http_port = await tg.start(serve, self.handle_http, http.host, http.port)
+                except OSError as exc:
+                    raise StartupError(f"http.listen {http.listen}: {exc.strerror}") from None
             await tg.start(self.link.run)
             self.link.publish(render.bridge_state(self.topics, online=True, qos=1))
             self.link.publish(

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 
 from bridge import __version__
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, StartupError
 
 EXIT_CONFIG = 2
 
@@ -100,5 +100,23 @@ def _run(args: argparse.Namespace) -> int:
     async def main_async() -> None:
         await Bridge(settings, handle_signals=True).run()
 
-    anyio.run(main_async)
+    try:
+        anyio.run(main_async)
+    except (StartupError, BaseExceptionGroup) as exc:
+        errors = _startup_errors(exc)
+        if not errors:
+            raise
+        for error in errors:
+            print(f"bridge: {error}", file=sys.stderr)  # noqa: T201
+        return 1
     return 0
+
+
+def _startup_errors(exc: BaseException) -> list[StartupError]:
+    """The StartupErrors in an exception (group), or none if anything else is in it."""
+    if isinstance(exc, StartupError):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        found = [e for sub in exc.exceptions for e in _startup_errors(sub)]
+        return found if len(found) == len(exc.exceptions) else []
+    return []

@@ -5,6 +5,7 @@ to the foreign library, so the rest of the code only ever sees this tree::
 
     BridgeError                    root, never raised directly
     ├── ConfigError                the configuration is wrong; the CLI exits with status 2
+    ├── StartupError               a resource the bridge needs is unavailable (port in use)
     ├── DeviceError                the device is unusable right now; the supervisor backs off
     │   ├── DeviceUnreachableError transport failure: connect, read, timeout, reset
     │   ├── AuthError              credentials refused; retried slowly, logged once
@@ -25,6 +26,10 @@ class ConfigError(BridgeError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class StartupError(BridgeError):
+    """Raised when the bridge cannot start, for a reason the operator must fix."""
 
 
 class DeviceError(BridgeError):

@@ -26,6 +26,7 @@ from bridge.mqtt.message import Message
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from bridge.commands import CheckedCommand
     from bridge.config import DeviceConfig
     from bridge.drivers.base import Driver
     from bridge.metrics import Metrics
@@ -245,15 +246,15 @@ class DeviceWorker:
             )
             if not self.online:
                 raise CommandError("offline", "the device is offline")  # noqa: TRY301
-            result = await self._execute(checked.name, checked, id_)
+            result = await self._execute(checked)
         except CommandError as exc:
             if id_ is None:
                 id_ = request_id(message.payload)
             result = CommandResult.failed(exc.code, exc.message, command=command, id_=id_)
         self._finish(message, result, started)
 
-    async def _execute(self, name: str, checked: Any, id_: str | int | None) -> CommandResult:  # noqa: ANN401
-        timeout = self.config.command_timeout
+    async def _execute(self, checked: CheckedCommand) -> CommandResult:
+        name, timeout = checked.name, self.config.command_timeout
         try:
             async with self._command_lock:
                 with anyio.fail_after(timeout):
@@ -284,7 +285,7 @@ class DeviceWorker:
                     "topic": self._topics.snapshot(self.id),
                 }
             )
-        return CommandResult(id=id_, command=name, status="ok", data=data)
+        return CommandResult(id=checked.id, command=name, status="ok", data=data)
 
     def _finish(self, message: Received, result: CommandResult, started: float) -> None:
         self._publish(render.result(self._topics.command_result(self.id), result, qos=self._qos))

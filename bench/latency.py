@@ -1,0 +1,152 @@
+"""Event latency through the bridge: simulated device emits → MQTT consumer receives.
+
+Separate processes: mosquitto, the simulator, the bridge (``bridge run``), and this script as
+the consumer. Latency is the consumer's receive time minus the event's ``time``, which the
+simulator stamps (same host clock) when the event is pushed, so it includes the long poll,
+normalization, the MQTT publish and the broker hop.
+
+    .venv/bin/python bench/latency.py --events 1000 --rate 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import aiomqtt
+import anyio
+import httpx
+
+SIMULATOR = """
+import sys, anyio
+from bridge.simulators.generic import GenericSimulator
+async def main():
+    sim = GenericSimulator()
+    await sim.serve("127.0.0.1", int(sys.argv[1]))
+anyio.run(main)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def measure(mqtt_port: int, sim_port: int, events: int, rate: float) -> list[float]:
+    latencies: list[float] = []
+    done = anyio.Event()
+    async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
+        await client.subscribe("bridge/sim/event/#", qos=1)
+        await client.subscribe("bridge/sim/availability", qos=1)
+
+        async def receive() -> None:
+            async for message in client.messages:
+                now = time.time()
+                if message.topic.value.endswith("availability"):
+                    continue
+                body = json.loads(message.payload)  # type: ignore[arg-type]
+                sent = datetime.fromisoformat(body["time"]).timestamp()
+                latencies.append(now - sent)
+                if len(latencies) >= events:
+                    done.set()
+                    return
+
+        async with anyio.create_task_group() as tg, httpx.AsyncClient() as http:
+            tg.start_soon(receive)
+            await anyio.sleep(1.0)  # let the bridge's first long poll settle
+            interval = 1.0 / rate
+            start = time.monotonic()
+            for i in range(events):
+                await http.post(f"http://127.0.0.1:{sim_port}/_sim/press", json={"button": 1})
+                delay = start + (i + 1) * interval - time.monotonic()
+                if delay > 0:
+                    await anyio.sleep(delay)
+            with anyio.fail_after(30):
+                await done.wait()
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=50.0, help="events per second")
+    args = parser.parse_args()
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+    mqtt_port, sim_port, http_port = free_port(), free_port(), free_port()
+    (work / "mosquitto.conf").write_text(
+        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\nlog_dest none\n"
+    )
+    (work / "bridge.yaml").write_text(
+        json.dumps(
+            {
+                "mqtt": {"url": f"mqtt://127.0.0.1:{mqtt_port}", "client_id": "bench"},
+                "http": {"listen": f"127.0.0.1:{http_port}"},
+                "state_dir": str(work),
+                "log": {"level": "warning"},
+                "devices": [
+                    {"id": "sim", "driver": "generic", "url": f"http://127.0.0.1:{sim_port}"}
+                ],
+            }
+        )
+    )
+    procs = [subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")])]
+    try:
+        wait_port(mqtt_port)
+        procs.append(subprocess.Popen([sys.executable, "-c", SIMULATOR, str(sim_port)]))
+        wait_port(sim_port)
+        bridge = [sys.executable, "-m", "bridge", "run", "--config", str(work / "bridge.yaml")]
+        procs.append(subprocess.Popen(bridge, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+        wait_port(http_port)
+        latencies = anyio.run(measure, mqtt_port, sim_port, args.events, args.rate)
+        metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+        inner = [ln for ln in metrics.splitlines() if ln.startswith("bridge_event_latency_seconds")]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=10)
+    ms = [1000 * x for x in latencies]
+    result = {
+        "events": len(ms),
+        "rate": args.rate,
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "max_ms": round(max(ms), 3),
+        "machine": f"{os.cpu_count()} cpus, {sys.platform}, Python {sys.version.split()[0]}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(json.dumps(result))
+    print("\n".join(inner))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

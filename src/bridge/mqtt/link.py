@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -211,6 +212,8 @@ class MqttLink:
             tls_context=tls_context,
             tls_insecure=cfg.tls.insecure if tls_context else None,
             logger=logging.getLogger("bridge.mqtt.client"),
+            # Small QoS 1 publishes must not wait for Nagle to coalesce them.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         client.pending_calls_threshold = cfg.max_inflight + 10
         return client

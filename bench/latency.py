@@ -103,7 +103,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     mqtt_port, sim_port, http_port = free_port(), free_port(), free_port()
     (work / "mosquitto.conf").write_text(
-        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\nlog_dest none\nset_tcp_nodelay true\n"
+        f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\nlog_dest none\n"
+        "set_tcp_nodelay true\n"
     )
     (work / "bridge.yaml").write_text(
         json.dumps(

@@ -1,0 +1,98 @@
+"""The generic simulator's control API and faults, seen through the driver's HTTP layer."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+from bridge.config import DeviceConfig
+from bridge.errors import AuthError, DeviceProtocolError, DeviceUnreachableError
+from bridge.http import DeviceHttp, make_client
+from bridge.metrics import Metrics
+from bridge.simulators.generic import GenericSimulator
+
+pytestmark = pytest.mark.anyio
+
+
+class Config(DeviceConfig):
+    driver: str = "generic"
+
+
+async def test_control_api_and_long_poll() -> None:
+    sim = GenericSimulator()
+    async with anyio.create_task_group() as tg, httpx.AsyncClient() as http:
+        await tg.start(sim.serve)
+        # A long poll with nothing queued waits; a press over the control API answers it.
+        async with anyio.create_task_group() as poll:
+
+            async def long_poll() -> None:
+                reply = await http.get(f"{sim.url}/api/events", params={"after": 0, "timeout": 5})
+                assert [e["kind"] for e in reply.json()["events"]] == ["button"]
+
+            poll.start_soon(long_poll)
+            await anyio.wait_all_tasks_blocked()
+            pressed = await http.post(f"{sim.url}/_sim/press", json={"button": 2})
+            assert pressed.json()["button"] == 2
+        rebooted = (await http.post(f"{sim.url}/_sim/reboot")).json()
+        events = (await http.get(f"{sim.url}/api/events", params={"after": 0})).json()
+        assert events["boot"] == rebooted["boot"]
+        assert [e["kind"] for e in events["events"]] == ["startup"]
+        unknown = await http.post(f"{sim.url}/_sim/teleport")
+        assert unknown.status_code == 404
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("garbage", DeviceProtocolError),
+        ("http500", DeviceProtocolError),
+        ("truncated", DeviceUnreachableError),
+        ("drop", DeviceUnreachableError),
+        ("unauthorized", AuthError),
+    ],
+)
+async def test_faults_become_typed_errors_then_clear(mode: str, error: type[Exception]) -> None:
+    sim = GenericSimulator()
+    async with anyio.create_task_group() as tg:
+        await tg.start(sim.serve)
+        config = Config(id="d", url=sim.url, timeout=2)
+        device = DeviceHttp(make_client(config), device="d", driver="generic", metrics=Metrics())
+        async with device.client, httpx.AsyncClient() as control:
+            await control.post(f"{sim.url}/_sim/fault", json={"mode": mode, "count": 1})
+            with pytest.raises(error) as caught:
+                await device.get_json("/api/info")
+            assert caught.value.device == "d"  # type: ignore[attr-defined]
+            assert (await device.get_json("/api/info"))["serial"] == "SIM-0001"  # one-shot
+        tg.cancel_scope.cancel()
+
+
+async def test_slow_device_times_out_and_oversized_bodies_are_refused() -> None:
+    sim = GenericSimulator()
+    async with anyio.create_task_group() as tg:
+        await tg.start(sim.serve)
+        config = Config(id="d", url=sim.url, timeout=0.2)
+        device = DeviceHttp(make_client(config), device="d", driver="generic", metrics=Metrics())
+        async with device.client:
+            sim.set_fault(None, count=1, delay=1.0)
+            with pytest.raises(DeviceUnreachableError, match="timed out"):
+                await device.get_json("/api/info")
+            with pytest.raises(DeviceProtocolError, match="exceeds") as caught:
+                await device.request("GET", "/api/snapshot", max_bytes=10)
+            assert caught.value.code == "too_large"
+        tg.cancel_scope.cancel()
+
+
+async def test_basic_and_auto_auth() -> None:
+    sim = GenericSimulator(username="api", password="pw")
+    async with anyio.create_task_group() as tg:
+        await tg.start(sim.serve)
+        for auth in ("basic", "auto"):
+            config = Config(id="d", url=sim.url, username="api", password="pw", auth=auth)
+            device = DeviceHttp(
+                make_client(config), device="d", driver="generic", metrics=Metrics()
+            )
+            async with device.client:
+                assert (await device.get_json("/api/info"))["boot"] == sim.boot
+        tg.cancel_scope.cancel()

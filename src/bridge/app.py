@@ -25,6 +25,7 @@ from bridge.mqtt.link import MqttLink
 from bridge.mqtt.topics import Topics
 from bridge.shard import shard_of
 from bridge.supervisor import DeviceWorker
+from bridge.systemd import Notifier
 from bridge.web import Request, Response, serve
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class Bridge:
     started_at: str = field(default_factory=lambda: format_time(utcnow()))
     http_port: int | None = None
     heartbeat: float = field(default_factory=time.monotonic)
+    notifier: Notifier = field(default_factory=Notifier)
 
     def __post_init__(self) -> None:
         mqtt = self.settings.mqtt
@@ -151,10 +153,13 @@ class Bridge:
                     devices.start_soon(worker.supervise, name=f"device:{worker.id}")
                 devices.start_soon(self._route, devices, name="router")
                 devices.start_soon(self._beat, name="heartbeat")
+                devices.start_soon(self.notifier.watchdog, self._alive, name="watchdog")
+                self.notifier.notify("READY=1", f"STATUS=serving {len(self.workers)} devices")
                 if self.handle_signals:
                     devices.start_soon(self._signals, name="signals")
                 await self.stop.wait()
                 log.info("bridge_stopping")
+                self.notifier.notify("STOPPING=1")
                 devices.cancel_scope.cancel()
             await self._shutdown()
             tg.cancel_scope.cancel()
@@ -274,6 +279,9 @@ class Bridge:
 
     # -- views -------------------------------------------------------------------------------
 
+    def _alive(self) -> bool:
+        return time.monotonic() - self.heartbeat < HEARTBEAT_STALE
+
     def info_payload(self) -> dict[str, Any]:
         return {
             "version": __version__,
@@ -288,9 +296,8 @@ class Bridge:
         return {"devices": [w.info_payload() for w in self.workers.values()]}
 
     def health(self) -> dict[str, Any]:
-        alive = time.monotonic() - self.heartbeat < HEARTBEAT_STALE
         return {
-            "healthy": alive,
+            "healthy": self._alive(),
             "mqtt_connected": self.link.connected,
             "devices": {w.id: bool(w.online) for w in self.workers.values()},
         }

@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint check-python mosquitto schema bench clean
+.PHONY: demo test lint check-python test-deps schema bench clean
 
 demo: $(STAMP)
 	$(BIN)/bridge demo
 
-test: $(STAMP) mosquitto lint
+test: $(STAMP) test-deps lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -33,12 +33,18 @@ $(STAMP): pyproject.toml | check-python
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# The integration tests run a real mosquitto (started by the test fixtures on free ports).
-mosquitto:
-	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
-		echo "installing mosquitto (Debian package)"; \
+# Real parts the tests use: mosquitto (the fixtures start brokers on free ports), promtool
+# (Prometheus' metrics linter, Debian package prometheus) and systemd-analyze (unit check).
+TEST_PACKAGES := $(shell command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || echo mosquitto) \
+	$(shell command -v promtool >/dev/null 2>&1 || echo prometheus) \
+	$(shell command -v systemd-analyze >/dev/null 2>&1 || echo systemd)
+
+test-deps:
+	@if [ -n "$(strip $(TEST_PACKAGES))" ]; then \
+		echo "installing Debian packages: $(strip $(TEST_PACKAGES))"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -73,9 +73,11 @@ class Bridge:
     transport: httpx.AsyncBaseTransport | None = None  # tests: route device HTTP anywhere
     handle_signals: bool = False
     stop: anyio.Event = field(default_factory=anyio.Event)
+    started: anyio.Event = field(default_factory=anyio.Event)  # serving: HTTP bound, link up
     started_at: str = field(default_factory=lambda: format_time(utcnow()))
     http_port: int | None = None
     heartbeat: float = field(default_factory=time.monotonic)
+    heartbeat_interval: float = 1.0
     notifier: Notifier = field(default_factory=Notifier)
 
     def __post_init__(self) -> None:
@@ -155,6 +157,7 @@ class Bridge:
                 devices.start_soon(self._beat, name="heartbeat")
                 devices.start_soon(self.notifier.watchdog, self._alive, name="watchdog")
                 self.notifier.notify("READY=1", f"STATUS=serving {len(self.workers)} devices")
+                self.started.set()
                 if self.handle_signals:
                     devices.start_soon(self._signals, name="signals")
                 await self.stop.wait()
@@ -193,7 +196,7 @@ class Bridge:
     async def _beat(self) -> None:
         while True:
             self.heartbeat = time.monotonic()
-            await anyio.sleep(1)
+            await anyio.sleep(self.heartbeat_interval)
 
     # -- inbound MQTT ------------------------------------------------------------------------
 

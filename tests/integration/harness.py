@@ -56,6 +56,8 @@ async def running(config: dict[str, Any], **bridge_options: Any) -> AsyncIterato
                 done.set()
 
         tg.start_soon(run_bridge)
+        with anyio.fail_after(10):
+            await bridge.started.wait()
         try:
             yield bridge
         finally:

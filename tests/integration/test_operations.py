@@ -118,3 +118,12 @@ async def test_health_and_readiness(mosquitto: Mosquitto, tmp_path: Path) -> Non
             thread.join()
             assert outcome == ["timeout"]
             mosquitto.start()
+
+
+def test_alert_rules_pass_promtool() -> None:
+    rules = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yaml"
+    check = subprocess.run(
+        [promtool(), "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 8 rules found" in check.stdout

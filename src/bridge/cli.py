@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--mqtt-url", help="use this broker instead of an embedded one")
     demo.add_argument("--devices", type=int, default=2, help="number of simulated devices")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--interval", type=float, default=1.5, help="seconds between activities")
     _log_options(demo, default_level="warning")
 
     schema = sub.add_parser("schema", help="write the JSON Schemas of the MQTT payloads")
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             mqtt_url=args.mqtt_url,
             devices=args.devices,
             duration=args.duration,
+            interval=args.interval,
             log_format=args.log_format or "console",
             log_level=args.log_level or "warning",
         )

@@ -1,0 +1,31 @@
+"""`bridge demo` as a user runs it: embedded broker, simulated devices, what flows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_shows_events_and_answers_commands() -> None:
+    demo = subprocess.run(
+        [sys.executable, "-m", "bridge", "demo", "--duration", "4", "--interval", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    lines = demo.stdout.splitlines()
+    assert lines[0].startswith("demo: broker mqtt://127.0.0.1:")
+
+    def seen(topic_part: str, text: str = "") -> bool:
+        return any(topic_part in line.split()[0] and text in line for line in lines[1:] if line)
+
+    assert seen("bridge/bridge/state", "online")
+    assert seen("/availability", "online")
+    assert seen("/event/doorbell.pressed", '"specversion":"1.0"')
+    assert seen("/command/result", '"status":"ok"')
+    assert seen("/command/result", '"code":"bad_request"')
+    assert seen("/command/result", '"code":"denied"')
+    assert lines[-1].split() == ["bridge/bridge/state", "offline"]
+    assert "Traceback" not in demo.stderr

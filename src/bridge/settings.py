@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bridge.config import (
     HomeAssistantConfig,
@@ -154,3 +159,8 @@ def build_settings(data: dict[str, Any], environ: Mapping[str, str] | None = Non
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc)) from None
+    except SettingsError as exc:  # an environment override that is not valid JSON
+        field = str(exc).partition('field "')[2].partition('"')[0] or "environment"
+        name = f"BRIDGE_{field.upper()}"
+        hint = f"{field}: {name} must be a JSON object; set nested keys with {name}__<KEY> instead"
+        raise ConfigError([hint]) from None

@@ -104,6 +104,15 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
     assert (settings.shard.index, settings.shard.count) == (1, 3)
 
 
+def test_a_malformed_environment_override_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BRIDGE_HTTP", "not-json")
+    assert problems({}, None) == [
+        "http: BRIDGE_HTTP must be a JSON object; set nested keys with BRIDGE_HTTP__<KEY> instead"
+    ]
+
+
 def test_rules_across_fields() -> None:
     assert problems({"devices": [DEVICE, DEVICE]}) == ["devices: duplicate id 'front-door'"]
     assert problems({"shard": {"index": 2, "count": 2}}) == ["shard: index 2 must be below count 2"]

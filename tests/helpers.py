@@ -16,6 +16,8 @@ import aiomqtt
 import anyio
 
 DEADLINE = 10.0
+POLL = 0.01  # how often a condition without an event to wait on is checked
+RECONNECT_PACE = 0.05  # the consumer's pause between connection attempts
 
 
 def free_port() -> int:
@@ -72,7 +74,7 @@ class Mosquitto:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
-                time.sleep(0.01)  # polling a subprocess port: a condition, with a deadline
+                time.sleep(POLL)  # a subprocess port has no event to wait on
         msg = "mosquitto did not start listening"
         raise RuntimeError(msg)
 
@@ -167,7 +169,7 @@ class Consumer:
             except aiomqtt.MqttError:
                 self.client = None
                 self.connected = anyio.Event()
-                await anyio.sleep(0.05)  # reconnect pacing while the broker is down
+                await anyio.sleep(RECONNECT_PACE)
 
     async def wait_for(
         self, predicate: Callable[[list[Seen]], Any], timeout: float = DEADLINE
@@ -221,4 +223,4 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE) ->
     """Poll a condition that has no event to wait on, with a deadline."""
     with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 - the bridge's state has no event to wait on
-            await anyio.sleep(0.01)
+            await anyio.sleep(POLL)

@@ -17,6 +17,7 @@ from tests.helpers import Consumer, Mosquitto, wait_until
 from tests.integration.harness import bridge_config, running, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.broker]
+BLOCKED_FOR = 1.0  # how long the test blocks the event loop; the probe's timeout is 0.5 s
 
 
 def promtool() -> str:
@@ -114,7 +115,7 @@ async def test_health_and_readiness(mosquitto: Mosquitto, tmp_path: Path) -> Non
             thread.start()
             # The event loop is blocked from here on, as a runaway computation would block it.
             assert started.wait(5)
-            time.sleep(1.0)  # noqa: ASYNC251
+            time.sleep(BLOCKED_FOR)  # noqa: ASYNC251
             thread.join()
             assert outcome == ["timeout"]
             mosquitto.start()

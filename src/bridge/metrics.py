@@ -64,6 +64,12 @@ class Metrics:
             ["device", "kind"],
             registry=r,
         )
+        self.records_rejected = Counter(
+            "bridge_device_records_rejected",
+            "Vendor event records that could not be understood: logged and skipped",
+            ["device"],
+            registry=r,
+        )
         self.commands = Counter(
             "bridge_commands",
             "Commands handled, by result status and error code",

@@ -152,6 +152,20 @@ class DeviceInfo(_Frozen):
 Update = Event | StateUpdate | DeviceInfo
 
 
+class DeviceInfoPayload(DeviceInfo):
+    """The retained ``<device>/info`` payload: what the device said plus what the bridge knows.
+
+    Before the device first answered, only ``vendor`` is known from the driver (the driver name)
+    and ``commands`` from the driver's catalogue.
+    """
+
+    id: str
+    driver: str
+    name: str | None = None
+    online: bool
+    last_error: str | None = Field(None, description="why the device is offline, when it is")
+
+
 class CommandRequest(_Frozen):
     """A command as received on ``<device>/command``."""
 

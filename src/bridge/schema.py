@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands import CATALOGUE
-from bridge.model import BridgeResponse, CommandRequest, CommandResult, DeviceInfo, Event
+from bridge.model import BridgeResponse, CommandRequest, CommandResult, DeviceInfoPayload, Event
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -16,7 +16,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     commands = {name: spec.args.model_json_schema() for name, spec in sorted(CATALOGUE.items())}
     return {
         "event": Event.model_json_schema(mode="serialization"),
-        "device-info": DeviceInfo.model_json_schema(mode="serialization"),
+        "device-info": DeviceInfoPayload.model_json_schema(mode="serialization"),
         "command": CommandRequest.model_json_schema(),
         "command-args": {
             "title": "Command arguments, by command",

@@ -19,7 +19,15 @@ from bridge.backoff import Backoff
 from bridge.commands import check_command, parse_command, request_id
 from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
 from bridge.metrics import event_type_label
-from bridge.model import CommandResult, DeviceInfo, Event, StateUpdate, format_time, utcnow
+from bridge.model import (
+    CommandResult,
+    DeviceInfo,
+    DeviceInfoPayload,
+    Event,
+    StateUpdate,
+    format_time,
+    utcnow,
+)
 from bridge.mqtt import render
 from bridge.mqtt.message import Message
 
@@ -37,6 +45,7 @@ log = structlog.get_logger("bridge.device")
 
 SEEN_IDS = 2048  # per device: enough to cover any replay window of a reconnect
 AUTH_RETRY = 60.0
+STABLE_RUN = 30.0  # a channel that worked this long starts the next retry from a short delay
 
 
 def merge(target: dict[str, Any], patch: dict[str, Any]) -> bool:
@@ -139,17 +148,20 @@ class DeviceWorker:
         self._latency.observe(max(0.0, (utcnow() - event.time).total_seconds()))
 
     def info_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"id": self.id, "driver": self.config.driver}
-        if self.config.name:
-            payload["name"] = self.config.name
-        if self.info is not None:
-            payload.update(self.info.model_dump(exclude_none=True))
-        else:
-            payload["commands"] = sorted(self.driver.commands)
-        payload["online"] = bool(self.online)
-        if self.last_error is not None:
-            payload["last_error"] = self.last_error
-        return payload
+        known = (
+            self.info.model_dump()
+            if self.info is not None
+            else {"vendor": self.config.driver, "commands": sorted(self.driver.commands)}
+        )
+        payload = DeviceInfoPayload(
+            **known,
+            id=self.id,
+            driver=self.config.driver,
+            name=self.config.name,
+            online=bool(self.online),
+            last_error=self.last_error,
+        )
+        return payload.model_dump(mode="json", exclude_none=True)
 
     def _publish_info(self) -> None:
         self._publish(
@@ -165,9 +177,10 @@ class DeviceWorker:
     # -- availability ------------------------------------------------------------------------
 
     def _set_online(self) -> None:
+        # The backoff is not reset here: a device whose channel opens and breaks at once must
+        # not be retried in a tight loop. ``supervise`` resets it after a stable run.
         self.failures = 0
         self._metrics.device_failures.labels(device=self.id).set(0)
-        self._backoff.reset()
         if self.online:
             return
         if self._outage_started is not None:
@@ -216,6 +229,7 @@ class DeviceWorker:
         structlog.contextvars.bind_contextvars(device=self.id)
         try:
             while True:
+                started = time.monotonic()
                 try:
                     await self.driver.run(self.emit)
                     exc: BaseException = DeviceProtocolError("driver returned", device=self.id)
@@ -224,6 +238,8 @@ class DeviceWorker:
                 except Exception as err:
                     self._log.exception("driver_crashed")
                     exc = err
+                if time.monotonic() - started >= STABLE_RUN:
+                    self._backoff.reset()
                 await anyio.sleep(self._failed(exc))
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):

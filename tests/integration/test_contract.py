@@ -42,6 +42,7 @@ async def test_consumer_sees_the_whole_contract(mosquitto: Mosquitto, tmp_path: 
             assert dev_info.retain
             assert dev_info.json()["serial"] == "FD-1"
             assert "open_door" in dev_info.json()["commands"]
+            jsonschema.validate(dev_info.json(), schema("device-info"))
             dev_state = await consumer.first("bridge/front-door/state")
             assert dev_state.json()["switches"]["1"] == {"active": False}
 

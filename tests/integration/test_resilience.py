@@ -132,6 +132,45 @@ async def test_one_failing_device_does_not_touch_another(
             await wait_until(lambda: bridge.workers["bad"].online, timeout=70)
 
 
+async def test_a_device_whose_event_channel_fails_is_offline_even_if_it_answers(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator()}
+    sims["front-door"].set_fault("http500", count=-1, path_prefix="/api/events")
+    async with serving(sims), Consumer(mosquitto.url) as consumer:
+        async with running(bridge_config(mosquitto.url, sims, tmp_path)) as bridge:
+            avail = await consumer.first("bridge/front-door/availability")
+            assert avail.payload == b"offline"
+            info = (await consumer.first("bridge/front-door/info")).json()
+            assert "HTTP 500" in info["last_error"]
+            worker = bridge.workers["front-door"]
+            assert worker.failures >= worker.config.offline_after
+        assert not any(
+            s.topic == "bridge/front-door/availability" and s.payload == b"online"
+            for s in consumer.seen
+        )
+
+
+async def test_a_malformed_record_is_skipped_and_the_rest_delivered(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator()}
+    async with serving(sims), Consumer(mosquitto.url) as consumer:
+        async with running(bridge_config(mosquitto.url, sims, tmp_path)) as bridge:
+            await wait_until(lambda: bridge.workers["front-door"].online)
+            sim = sims["front-door"]
+            first = sim.press(1)
+            sim.push("switch", switch="not-a-number", active=True)
+            last = sim.press(2)
+            await wait_until(lambda: last["seq"] in event_seqs(consumer, "front-door"))
+            assert event_seqs(consumer, "front-door") == [first["seq"], last["seq"]]
+            rejected = bridge.metrics.registry.get_sample_value(
+                "bridge_device_records_rejected_total", {"device": "front-door"}
+            )
+            assert rejected == 1
+            assert bridge.workers["front-door"].online
+
+
 async def test_wrong_password_is_one_clear_error_not_a_busy_loop(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:

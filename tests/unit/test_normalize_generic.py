@@ -55,13 +55,19 @@ def test_records_normalize(
         {"events": []},
         {"boot": "x", "events": []},
         {"boot": 1, "events": {}},
-        {"boot": 1, "events": [1]},
-        {"boot": 1, "events": [{"seq": "1"}]},
     ],
 )
 def test_malformed_batches_are_typed_errors(payload: object) -> None:
     with pytest.raises(DeviceProtocolError):
         parse_batch(payload)
+
+
+def test_records_without_a_usable_seq_are_set_aside_not_fatal() -> None:
+    good = {"seq": 2, "time": T, "kind": "button"}
+    batch = parse_batch({"boot": 1, "events": [1, {"seq": "1"}, good]})
+    assert batch.records == [good]
+    assert [record for record, _ in batch.malformed] == [1, {"seq": "1"}]
+    assert all(reason for _, reason in batch.malformed)
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,16 @@ async def test_repeated_failures_go_offline_once_and_recover() -> None:
     assert any(i.get("last_error", "").startswith("connect refused") for i in infos)
 
 
+async def test_a_channel_that_breaks_right_after_opening_backs_off_further() -> None:
+    info = DeviceInfo(vendor="v")
+    driver = ScriptedDriver([[info], [info], [info], [info]])
+    published: list[Message] = []
+    w = worker(driver, published)
+    await supervise_until_done(w, driver)
+    # Each run emitted (so the device is online) but none lasted: no reset of the backoff.
+    assert w._backoff.attempt == 4
+
+
 async def test_duplicates_are_published_once_and_state_only_on_change() -> None:
     ring = make_event("d", "doorbell.pressed", {"button": 1}, time=WHEN, boot=1, sequence=1)
     same_state = StateUpdate(values={"switches": {"1": {"active": False}}})

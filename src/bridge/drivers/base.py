@@ -39,8 +39,9 @@ class DriverContext:
 class Driver(Protocol):
     """One physical device. Owns its session with the device, no background tasks, no MQTT.
 
-    ``run`` connects, emits ``DeviceInfo`` once the device answers (that makes it online), then
-    emits events and state until cancelled. It raises a ``DeviceError`` when the device is lost
+    ``run`` connects, emits ``DeviceInfo`` once the device's event channel works (that makes it
+    online: a device that answers its info endpoint but not its events is not), then emits
+    events and state until cancelled. It raises a ``DeviceError`` when the device is lost
     and never retries on its own: the supervisor owns backoff and availability.
     """
 

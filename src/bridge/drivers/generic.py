@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+import structlog
 from pydantic import Field
 
 from bridge.commands import SetSwitchArgs, SnapshotArgs
@@ -21,6 +22,9 @@ from bridge.normalize import generic as norm
 if TYPE_CHECKING:
     from bridge.commands import CheckedCommand
     from bridge.drivers.base import DriverContext, Emit
+
+
+log = structlog.get_logger("bridge.driver")
 
 
 class GenericConfig(DeviceConfig):
@@ -42,38 +46,65 @@ class GenericDriver:
             metrics=context.metrics,
         )
         self._emit: Emit | None = None
+        self._rejected = context.metrics.records_rejected.labels(device=config.id)
         self._boot: int | None = None
         self._after = 0
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
-        device = self._config.id
         boot, info = norm.parse_info(
             await self._http.get_json("/api/info"), commands=sorted(self.commands)
         )
         if self._boot is not None and boot != self._boot:
             self._after = 0  # the device rebooted while we were away: its numbering restarted
         self._boot = boot
+        state = norm.parse_state(await self._http.get_json("/api/state"))
+        batch = await self._poll(timeout=0)
+        # Only now, with the event channel answering, is the device online.
         await emit(info)
-        await self._refresh()
+        await emit(state)
         while True:
-            payload = await self._http.get_json(
-                "/api/events",
-                params={"after": self._after, "timeout": self._config.poll_timeout},
-                timeout=self._config.poll_timeout + self._config.timeout,
-                measure=False,
+            await self._deliver(batch, emit)
+            batch = await self._poll(self._config.poll_timeout)
+
+    async def _poll(self, timeout: float) -> norm.Batch:
+        payload = await self._http.get_json(
+            "/api/events",
+            params={"after": self._after, "timeout": timeout},
+            timeout=timeout + self._config.timeout,
+            measure=False,
+        )
+        return norm.parse_batch(payload)
+
+    async def _deliver(self, batch: norm.Batch, emit: Emit) -> None:
+        if batch.boot != self._boot:
+            await self._rebooted(batch.boot, emit)
+            return
+        for record, reason in batch.malformed:
+            self._reject(record, reason)
+        if batch.malformed and not batch.records:
+            # Nothing to advance past: asking again would return the same records at once.
+            raise DeviceProtocolError(
+                "events: no record of the reply has a usable 'seq'", device=self._config.id
             )
-            batch = norm.parse_batch(payload)
-            if batch.boot != self._boot:
-                await self._rebooted(batch.boot, emit)
+        received = utcnow()
+        for record in batch.records:
+            self._after = max(self._after, int(record["seq"]))
+            try:
+                event, state = norm.normalize(
+                    self._config.id, batch.boot, record, received=received
+                )
+            except DeviceProtocolError as exc:
+                self._reject(record, str(exc))
                 continue
-            received = utcnow()
-            for record in batch.records:
-                event, state = norm.normalize(device, batch.boot, record, received=received)
-                self._after = max(self._after, int(record["seq"]))
-                await emit(event)
-                if state is not None:
-                    await emit(state)
+            await emit(event)
+            if state is not None:
+                await emit(state)
+
+    def _reject(self, record: object, reason: str) -> None:
+        """A record we cannot understand is logged and skipped; it never blocks the rest."""
+        log.warning("record_rejected", reason=reason, record=repr(record)[:300])
+        self._rejected.inc()
 
     async def _rebooted(self, boot: int, emit: Emit) -> None:
         self._boot, self._after = boot, 0

@@ -24,6 +24,7 @@ VENDOR = "generic"
 class Batch:
     boot: int
     records: list[dict[str, Any]]
+    malformed: list[tuple[object, str]]  # records without a usable ``seq``, with the reason
 
 
 def _object(payload: object, what: str) -> dict[str, Any]:
@@ -68,14 +69,22 @@ def parse_state(payload: object) -> StateUpdate:
 
 
 def parse_batch(payload: object) -> Batch:
+    """One long-poll reply. A record without a usable ``seq`` is set aside, not fatal."""
     body = _object(payload, "events")
     boot = _int(body, "boot", "events")
     records = body.get("events")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise DeviceProtocolError("events: 'events' must be a list of objects", code="bad_shape")
+    if not isinstance(records, list):
+        raise DeviceProtocolError("events: 'events' must be a list", code="bad_shape")
+    good: list[dict[str, Any]] = []
+    malformed: list[tuple[object, str]] = []
     for record in records:
-        _int(record, "seq", "events")
-    return Batch(boot=boot, records=records)
+        try:
+            _int(_object(record, "events"), "seq", "events")
+        except DeviceProtocolError as exc:
+            malformed.append((record, str(exc)))
+        else:
+            good.append(record)
+    return Batch(boot=boot, records=good, malformed=malformed)
 
 
 def _index(record: dict[str, Any], key: str) -> int:

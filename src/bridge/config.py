@@ -89,6 +89,11 @@ class ConfigModel(BaseModel):
         return data
 
 
+def _as_text(value: object) -> object:
+    """YAML reads ``protocol: 5`` as a number; the version is a name, so accept both."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 class MqttTlsConfig(ConfigModel):
     ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate")
     cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
@@ -104,8 +109,10 @@ class MqttConfig(ConfigModel):
     password: SecretStr | None = None
     base_topic: TopicBase = "bridge"
     client_id: str | None = Field(None, description="default: bridge-<hostname>[-<shard>]")
-    qos: Literal[0, 1, 2] = 1
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    qos: Annotated[int, Field(ge=0, le=2)] = 1
+    protocol: Annotated[Literal["5", "3.1.1"], BeforeValidator(_as_text)] = Field(
+        "5", description="MQTT protocol version"
+    )
     keepalive: Duration = 30.0
     tls: MqttTlsConfig = MqttTlsConfig()
     outbox_size: int = Field(10_000, ge=1, description="events kept while the broker is away")

@@ -104,6 +104,16 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
     assert (settings.shard.index, settings.shard.count) == (1, 3)
 
 
+def test_numbers_may_come_from_the_environment_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_MQTT__QOS", "0")
+    assert build_settings({}).mqtt.qos == 0
+    monkeypatch.delenv("BRIDGE_MQTT__QOS")
+    settings = build_settings({"mqtt": {"qos": "${QOS}", "protocol": 5}}, {"QOS": "2"})
+    assert (settings.mqtt.qos, settings.mqtt.protocol) == (2, "5")
+    with pytest.raises(ConfigError, match="mqtt.protocol"):
+        build_settings({"mqtt": {"protocol": 4}}, {})
+
+
 def test_a_malformed_environment_override_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -82,7 +82,8 @@ class Bridge:
 
     def __post_init__(self) -> None:
         mqtt = self.settings.mqtt
-        self.topics = Topics(mqtt.base_topic)
+        shard = self.settings.shard
+        self.topics = Topics(mqtt.base_topic, shard.index if shard.count > 1 else None)
         self.client_id = mqtt.client_id or default_client_id(self.settings)
         self.link = MqttLink(
             mqtt,

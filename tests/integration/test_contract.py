@@ -242,3 +242,34 @@ async def check_discovery(consumer: Consumer, topic: str) -> None:
     before = len(consumer.on(topic))
     await consumer.publish("homeassistant/status", b"online")
     await consumer.wait_for(lambda _: len(consumer.on(topic)) > before)
+
+
+async def test_shards_split_the_devices_and_keep_their_own_bridge_topics(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {f"door-{n}": GenericSimulator() for n in range(6)}
+    async with serving(sims), Consumer(mosquitto.url) as consumer:
+        config = bridge_config(mosquitto.url, sims, tmp_path)
+        shards = [
+            {
+                **config,
+                "mqtt": {**config["mqtt"], "client_id": f"{config['mqtt']['client_id']}-{i}"},
+                "shard": {"index": i, "count": 2},
+            }
+            for i in range(2)
+        ]
+        async with running(shards[1]):
+            async with running(shards[0]):
+                infos = [
+                    (await consumer.first(f"bridge/bridge/shard/{i}/info")).json() for i in range(2)
+                ]
+                owned = [set(info["devices"]) for info in infos]
+                assert not owned[0] & owned[1]
+                assert owned[0] | owned[1] == set(sims)
+                for device in sims:
+                    await consumer.first(f"bridge/{device}/availability")
+            # Shard 0 stopped: its state is offline, shard 1's is untouched.
+            stopped = consumer.on("bridge/bridge/shard/0/state")[-1]
+            assert stopped.payload == b"offline"
+            assert consumer.on("bridge/bridge/shard/1/state")[-1].payload == b"online"
+        assert not consumer.on("bridge/bridge/state")

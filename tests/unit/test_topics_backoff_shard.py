@@ -34,6 +34,20 @@ def test_topic_names() -> None:
     assert t.parse("site/a/d/command") == Inbound("command", "d")
 
 
+def test_a_sharded_instance_has_its_own_bridge_topics() -> None:
+    t = Topics("bridge", shard=2)
+    assert (t.bridge_state, t.bridge_info) == (
+        "bridge/bridge/shard/2/state",
+        "bridge/bridge/shard/2/info",
+    )
+    assert t.bridge_response("devices") == "bridge/bridge/shard/2/response/devices"
+    assert t.subscriptions == ("bridge/+/command", "bridge/bridge/shard/2/request/+")
+    assert t.parse("bridge/bridge/shard/2/request/devices") == Inbound("request", "devices")
+    assert t.parse("bridge/bridge/shard/1/request/devices") is None
+    assert t.parse("bridge/bridge/request/devices") is None
+    assert t.parse("bridge/front-door/command") == Inbound("command", "front-door")
+
+
 def test_backoff_is_capped_jittered_and_resets() -> None:
     backoff = Backoff(base=1, cap=8, floor=0.1, rng=random.Random(1))
     delays = [backoff.next_delay() for _ in range(50)]

@@ -16,18 +16,28 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
+    """``shard`` is set when several instances share a base topic: each then has its own
+    bridge-level topics under ``<base>/bridge/shard/<index>/`` (state, info, requests)."""
+
     base: str = "bridge"
+    shard: int | None = None
+
+    @property
+    def bridge(self) -> str:
+        """The root of this instance's bridge-level topics."""
+        root = f"{self.base}/bridge"
+        return root if self.shard is None else f"{root}/shard/{self.shard}"
 
     @property
     def bridge_state(self) -> str:
-        return f"{self.base}/bridge/state"
+        return f"{self.bridge}/state"
 
     @property
     def bridge_info(self) -> str:
-        return f"{self.base}/bridge/info"
+        return f"{self.bridge}/info"
 
     def bridge_response(self, action: str) -> str:
-        return f"{self.base}/bridge/response/{action}"
+        return f"{self.bridge}/response/{action}"
 
     def availability(self, device: str) -> str:
         return f"{self.base}/{device}/availability"
@@ -53,16 +63,18 @@ class Topics:
     @property
     def subscriptions(self) -> tuple[str, ...]:
         """What the bridge listens to: device commands and bridge requests."""
-        return (f"{self.base}/+/command", f"{self.base}/bridge/request/+")
+        return (f"{self.base}/+/command", f"{self.bridge}/request/+")
 
     def parse(self, topic: str) -> Inbound | None:
         """Classify an inbound topic; ``None`` for anything that is not ours to act on."""
+        request = f"{self.bridge}/request/"
+        if topic.startswith(request):
+            action = topic[len(request) :]
+            return Inbound("request", action) if action and "/" not in action else None
         prefix = f"{self.base}/"
         if not topic.startswith(prefix):
             return None
         parts = topic[len(prefix) :].split("/")
-        if len(parts) == 3 and parts[:2] == ["bridge", "request"] and parts[2]:
-            return Inbound("request", parts[2])
         if len(parts) == 2 and parts[1] == "command" and parts[0] and parts[0] != "bridge":
             return Inbound("command", parts[0])
         return None

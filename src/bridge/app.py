@@ -176,10 +176,8 @@ class Bridge:
                 log.warning("device_tls_unverified", device=worker.id, hint="set tls.ca_file")
 
     async def _shutdown(self) -> None:
-        qos = self.settings.mqtt.qos
         for worker in self.workers.values():
-            worker.online = False
-            self.link.publish(render.availability(self.topics, worker.id, online=False, qos=qos))
+            worker.stopped()
         self.link.publish(render.bridge_state(self.topics, online=False, qos=1))
         with anyio.move_on_after(SHUTDOWN_FLUSH) as scope:
             await self.link.close()

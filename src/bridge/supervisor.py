@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from bridge.backoff import Backoff
-from bridge.commands import check_command, parse_command, request_id
+from bridge.commands import check_command, is_allowed, parse_command, request_id
 from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
 from bridge.metrics import event_type_label
 from bridge.model import (
@@ -130,7 +130,9 @@ class DeviceWorker:
                     render.retained_json(self._topics.state(self.id), self.state, qos=self._qos)
                 )
         else:
-            self.info = update
+            # Consumers (and Home Assistant buttons) see only what they may actually send.
+            allowed = [c for c in update.commands if is_allowed(c, self.config.commands)]
+            self.info = update.model_copy(update={"commands": allowed})
             self._publish_info()
             if self._discover:
                 self._discover(self)
@@ -151,7 +153,12 @@ class DeviceWorker:
         known = (
             self.info.model_dump()
             if self.info is not None
-            else {"vendor": self.config.driver, "commands": sorted(self.driver.commands)}
+            else {
+                "vendor": self.config.driver,
+                "commands": [
+                    c for c in sorted(self.driver.commands) if is_allowed(c, self.config.commands)
+                ],
+            }
         )
         payload = DeviceInfoPayload(
             **known,
@@ -175,6 +182,12 @@ class DeviceWorker:
             )
 
     # -- availability ------------------------------------------------------------------------
+
+    def stopped(self) -> None:
+        """The bridge is shutting down: the retained availability and info say offline."""
+        self.online = False
+        self.publish_availability()
+        self._publish_info()
 
     def _set_online(self) -> None:
         # The backoff is not reset here: a device whose channel opens and breaks at once must

@@ -237,7 +237,7 @@ async def check_discovery(consumer: Consumer, topic: str) -> None:
     assert components["bridge_front-door_doorbell"]["p"] == "event"
     press = json.loads(components["bridge_front-door_open_door"]["payload_press"])
     assert press["command"] == "open_door"
-    assert "bridge_front-door_reboot" in components  # listed; still denied by policy
+    assert "bridge_front-door_reboot" not in components  # denied by default: no button
 
     before = len(consumer.on(topic))
     await consumer.publish("homeassistant/status", b"online")

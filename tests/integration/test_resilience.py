@@ -216,6 +216,7 @@ async def test_sigterm_publishes_offline_and_exits_zero(
             )
         )
         assert consumer.on("bridge/front-door/availability")[-1].payload == b"offline"
+        assert consumer.on("bridge/front-door/info")[-1].json()["online"] is False
         lines = [json.loads(line) for line in logs.decode().splitlines() if line.startswith("{")]
         assert any(line["event"] == "bridge_stopped" for line in lines)
 

@@ -185,12 +185,31 @@ class LogConfig(ConfigModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def _check_fingerprint(value: str) -> str:
+    """Accept ``AB:CD:...`` as openssl prints it, or bare hex; keep lower-case bare hex."""
+    digits = value.strip().replace(":", "").lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(
+            "expected a SHA-256 fingerprint: 64 hex digits, colons optional "
+            "(openssl x509 -noout -fingerprint -sha256)"
+        )
+    return digits
+
+
 class DeviceTlsConfig(ConfigModel):
     verify: bool = True
     ca_file: Path | None = None
-    fingerprint: str | None = Field(
-        None, pattern=r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$", description="SHA-256 pin"
+    fingerprint: Annotated[str, AfterValidator(_check_fingerprint)] | None = Field(
+        None, description="SHA-256 pin of the device certificate; replaces chain verification"
     )
+
+    @model_validator(mode="after")
+    def _check_pin(self) -> DeviceTlsConfig:
+        if self.fingerprint is not None and self.ca_file is not None:
+            raise ValueError("give either ca_file or fingerprint, not both")
+        if self.fingerprint is not None and not self.verify:
+            raise ValueError("fingerprint: a pinned certificate is verified; remove verify: false")
+        return self
 
 
 class CommandPolicy(ConfigModel):
@@ -227,9 +246,4 @@ class DeviceConfig(ConfigModel):
             raise ValueError("url: put credentials in username/password, not in the URL")
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"url: expected http(s)://host[:port], got {self.url!r}")
-        if self.tls.fingerprint is not None:
-            # Accepting a pin and not enforcing it would be worse than refusing it.
-            raise ValueError(
-                "tls.fingerprint: certificate pinning is not supported yet; use tls.ca_file"
-            )
         return self

@@ -7,7 +7,8 @@ to the foreign library, so the rest of the code only ever sees this tree::
     ├── ConfigError                the configuration is wrong; the CLI exits with status 2
     ├── StartupError               a resource the bridge needs is unavailable (port in use)
     ├── DeviceError                the device is unusable right now; the supervisor backs off
-    │   ├── DeviceUnreachableError transport failure: connect, read, timeout, reset
+    │   ├── DeviceUnreachableError transport failure: connect, read, timeout, reset, TLS
+    │   │   └── TlsPinError        the device's certificate is not the pinned one
     │   ├── AuthError              credentials refused; retried slowly, logged once
     │   └── DeviceProtocolError    the device answered something we cannot use
     └── CommandError               one command failed; reported as an error result
@@ -42,6 +43,13 @@ class DeviceError(BridgeError):
 
 class DeviceUnreachableError(DeviceError):
     """Raised when the device cannot be reached (connect, read or timeout failure)."""
+
+
+class TlsPinError(DeviceUnreachableError):
+    """Raised when the device's TLS certificate does not match ``tls.fingerprint``.
+
+    The connection is refused right after the handshake, before any request is sent.
+    """
 
 
 class AuthError(DeviceError):

@@ -6,21 +6,24 @@ exceptions become :mod:`bridge.errors`, bodies are size-capped and request durat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from bridge.errors import AuthError, DeviceProtocolError, DeviceUnreachableError
+from bridge.errors import AuthError, DeviceProtocolError, DeviceUnreachableError, TlsPinError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Generator
 
     from bridge.config import DeviceConfig
     from bridge.metrics import Metrics
+
+_E = TypeVar("_E", bound=BaseException)
 
 MAX_BODY = 4 * 1024 * 1024  # a JSON reply larger than this is a broken or hostile device
 MAX_IMAGE = 16 * 1024 * 1024
@@ -68,7 +71,62 @@ def build_auth(config: DeviceConfig) -> httpx.Auth | None:
     return AutoAuth(config.username, password)
 
 
+def format_fingerprint(digest: bytes) -> str:
+    """``aa:bb:...``, the lower-case form of ``openssl x509 -fingerprint -sha256``."""
+    return digest.hex(":")
+
+
+class PinMismatchError(ssl.SSLCertVerificationError):
+    """The server's certificate is not the pinned one.
+
+    An ``ssl.SSLError``, so every layer under httpx treats it as the failed handshake it is
+    (the connection is closed and nothing is sent); :class:`DeviceHttp` turns it into a
+    :class:`~bridge.errors.TlsPinError`.
+    """
+
+    def __init__(self, expected: bytes, got: bytes | None) -> None:
+        actual = format_fingerprint(got) if got is not None else "no certificate"
+        self.message = (
+            "TLS certificate fingerprint mismatch: "
+            f"expected {format_fingerprint(expected)}, got {actual}"
+        )
+        super().__init__(self.message)
+        self.verify_code, self.verify_message = 0, self.message
+
+    def __str__(self) -> str:  # SSLError's own shows the args tuple
+        return self.message
+
+
+def pinned_context(fingerprint: str) -> ssl.SSLContext:
+    """A client context that trusts exactly the certificate whose SHA-256 is ``fingerprint``.
+
+    Chain and hostname are not verified: a pinned device is typically self-signed with a
+    certificate naming nothing useful. Instead the SSL object checks the leaf certificate (DER)
+    the moment the handshake completes, so a wrong certificate fails the connection before a
+    byte of the request, credentials included, is sent; every new connection is checked.
+    ``sslobject_class`` is the stdlib's documented hook for this; anyio, asyncio and trio all
+    create their SSL objects through ``SSLContext.wrap_bio``.
+    """
+    pin = bytes.fromhex(fingerprint.replace(":", ""))
+
+    class PinnedSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()  # SSLWantReadError etc. propagate until it completes
+            der = self.getpeercert(binary_form=True)
+            got = hashlib.sha256(der).digest() if der is not None else None
+            if got != pin:
+                raise PinMismatchError(pin, got)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # secure defaults, and no CA is trusted
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.sslobject_class = PinnedSSLObject
+    return context
+
+
 def build_verify(config: DeviceConfig) -> ssl.SSLContext | bool:
+    if config.tls.fingerprint is not None:
+        return pinned_context(config.tls.fingerprint)
     if not config.tls.verify:
         return False
     if config.tls.ca_file is not None:
@@ -92,6 +150,19 @@ def make_client(
     )
 
 
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of ``kind`` in the chain that caused ``exc`` (httpx wraps httpcore
+    wraps the original), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class DeviceHttp:
     """A device's HTTP client with typed errors, size caps and request metrics."""
 
@@ -109,6 +180,16 @@ class DeviceHttp:
         except httpx.TimeoutException as exc:
             raise DeviceUnreachableError(f"{what}: timed out", device=self.device) from exc
         except httpx.TransportError as exc:
+            pin = _cause(exc, PinMismatchError)
+            if pin is not None:
+                raise TlsPinError(f"{what}: {pin}", device=self.device) from exc
+            untrusted = _cause(exc, ssl.SSLCertVerificationError)
+            if untrusted is not None:
+                raise DeviceUnreachableError(
+                    f"{what}: TLS certificate not trusted ({untrusted.verify_message}); "
+                    "set tls.ca_file or tls.fingerprint",
+                    device=self.device,
+                ) from exc
             reason = type(exc).__name__
             raise DeviceUnreachableError(f"{what}: {reason}", device=self.device) from exc
 

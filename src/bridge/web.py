@@ -15,11 +15,13 @@ import anyio
 import h11
 import structlog
 from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSListener
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Awaitable, Callable
 
-    from anyio.abc import SocketStream, TaskStatus
+    from anyio.abc import ByteStream, Listener, TaskStatus
 
 log = structlog.get_logger("bridge.web")
 MAX_REQUEST_BODY = 1024 * 1024
@@ -53,22 +55,30 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; ``task_status.started`` receives the bound port."""
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    """Serve until cancelled; ``task_status.started`` receives the bound port.
+
+    With ``ssl_context`` (a server context holding the certificate) it serves HTTPS.
+    """
+    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    bound = tcp.extra(SocketAttribute.local_port)
+    listener: Listener[ByteStream] = tcp
+    if ssl_context is not None:
+        # Like httpcore, skip the closing TLS handshake: peers often just drop the connection.
+        listener = TLSListener(tcp, ssl_context, standard_compatible=False)
     async with listener:
-        bound = listener.extra(SocketAttribute.local_port)
         task_status.started(bound)
 
-        async def on_connection(stream: SocketStream) -> None:
+        async def on_connection(stream: ByteStream) -> None:
             await _connection(stream, handler)
 
         await listener.serve(on_connection)
 
 
 async def _connection(
-    stream: SocketStream, handler: Callable[[Request], Awaitable[Response]]
+    stream: ByteStream, handler: Callable[[Request], Awaitable[Response]]
 ) -> None:
     sock = stream.extra(SocketAttribute.raw_socket)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -101,7 +111,7 @@ async def _connection(
             return
 
 
-async def _read_request(stream: SocketStream, conn: h11.Connection) -> Request | None:
+async def _read_request(stream: ByteStream, conn: h11.Connection) -> Request | None:
     head: h11.Request | None = None
     body = bytearray()
     while True:

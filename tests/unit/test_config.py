@@ -110,7 +110,7 @@ def test_numbers_may_come_from_the_environment_as_text(monkeypatch: pytest.Monke
     monkeypatch.delenv("BRIDGE_MQTT__QOS")
     settings = build_settings({"mqtt": {"qos": "${QOS}", "protocol": 5}}, {"QOS": "2"})
     assert (settings.mqtt.qos, settings.mqtt.protocol) == (2, "5")
-    with pytest.raises(ConfigError, match="mqtt.protocol"):
+    with pytest.raises(ConfigError, match=r"mqtt\.protocol"):
         build_settings({"mqtt": {"protocol": 4}}, {})
 
 
@@ -130,8 +130,34 @@ def test_rules_across_fields() -> None:
     assert found == ["devices[0]: url: put credentials in username/password, not in the URL"]
     assert "hunter2" not in "".join(found)
     assert problems({"devices": [{**DEVICE, "id": "bridge"}]})[0].startswith("devices[0].id:")
-    pin = {"fingerprint": ":".join(["AB"] * 32)}
-    assert "not supported yet" in problems({"devices": [{**DEVICE, "tls": pin}]})[0]
+    pin = "ab" * 32
+    assert problems({"devices": [{**DEVICE, "tls": {"fingerprint": pin, "ca_file": "/ca"}}]}) == [
+        "devices[0].tls: give either ca_file or fingerprint, not both"
+    ]
+    unverified = {"fingerprint": pin, "verify": False}
+    assert problems({"devices": [{**DEVICE, "tls": unverified}]}) == [
+        "devices[0].tls: fingerprint: a pinned certificate is verified; remove verify: false"
+    ]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [":".join(["AB"] * 32), "ab" * 32, "Ab" * 32, "AB" * 16 + ":ab" * 16, f" {'ab' * 32}\n"],
+)
+def test_a_fingerprint_pin_is_sha256_hex_colons_optional_any_case(given: str) -> None:
+    settings = build_settings({"devices": [{**DEVICE, "tls": {"fingerprint": given}}]}, {})
+    assert settings.devices[0].tls.fingerprint == "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "given", ["ab" * 31, "ab" * 33, "zz" * 32, "ab " * 32, "sha256 Fingerprint=" + "ab" * 32, ""]
+)
+def test_a_malformed_fingerprint_names_its_key(given: str) -> None:
+    expected = (
+        "devices[0].tls.fingerprint: expected a SHA-256 fingerprint: 64 hex digits, "
+        "colons optional (openssl x509 -noout -fingerprint -sha256)"
+    )
+    assert problems({"devices": [{**DEVICE, "tls": {"fingerprint": given}}]}) == [expected]
 
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

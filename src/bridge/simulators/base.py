@@ -6,6 +6,7 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -13,6 +14,8 @@ import anyio
 from bridge.web import DropConnectionError, Request, Response, serve
 
 if TYPE_CHECKING:
+    import ssl
+
     from anyio.abc import TaskStatus
 
 FaultMode = Literal["http500", "garbage", "truncated", "drop", "vendor_error", "unauthorized"]
@@ -33,6 +36,11 @@ class Fault:
 class Simulator:
     """Base of a simulated device. Subclasses implement ``route``."""
 
+    #: A server context (certificate and key): set it before ``serve`` to serve HTTPS. An
+    #: attribute rather than a ``serve`` argument, so subclasses that override ``serve`` and
+    #: delegate to it get HTTPS too.
+    ssl_context: ssl.SSLContext | None = None
+
     def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
         self.username = username
         self.password = password
@@ -50,12 +58,15 @@ class Simulator:
         task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         async with anyio.create_task_group() as tg:
-            self.port = await tg.start(serve, self.handle, host, port)
+            self.port = await tg.start(
+                partial(serve, ssl_context=self.ssl_context), self.handle, host, port
+            )
             task_status.started(self.port)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     async def handle(self, request: Request) -> Response:
         if request.path.startswith("/_sim/"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,14 +11,20 @@ import anyio
 
 from bridge.app import Bridge
 from bridge.settings import build_settings
-from bridge.simulators.generic import GenericSimulator
+from bridge.simulators.base import Simulator
 from tests.helpers import free_port
+
+
+# Short long polls, so a stopping bridge never waits long on one.
+POLL = {"generic": {"poll_timeout": "5s"}, "2n": {"pull_timeout": "5s"}}
 
 
 def bridge_config(
     url: str,
-    sims: dict[str, GenericSimulator],
+    sims: Mapping[str, Simulator],
     state_dir: Path,
+    *,
+    driver: str = "generic",
     **device: Any,
 ) -> dict[str, Any]:
     """A config for ``sims`` (which must be serving already)."""
@@ -27,14 +33,14 @@ def bridge_config(
         "http": {"listen": "127.0.0.1:0"},
         "state_dir": str(state_dir),
         "devices": [
-            {"id": name, "driver": "generic", "url": sim.url, "poll_timeout": "5s", **device}
+            {"id": name, "driver": driver, "url": sim.url, **POLL[driver], **device}
             for name, sim in sims.items()
         ],
     }
 
 
 @asynccontextmanager
-async def serving(sims: dict[str, GenericSimulator]) -> AsyncIterator[None]:
+async def serving(sims: Mapping[str, Simulator]) -> AsyncIterator[None]:
     async with anyio.create_task_group() as tg:
         for sim in sims.values():
             await tg.start(sim.serve)

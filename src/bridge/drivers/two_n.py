@@ -51,8 +51,8 @@ log = structlog.get_logger("bridge.driver")
 
 BOOT_SLACK = 2  # seconds: utcTime - upTime of one boot wobbles by a second
 REPLAY_MARGIN = 2  # seconds added before the position when replaying, for clock granularity
-MIN_CHANNEL_LIFE = 1.0  # a channel lost sooner than this is a device problem, not an expiry
 ADVANCED_SWITCH_FIRMWARE = (2, 36)  # lock/unlock/hold/release and the switch timeout
+SWITCH_OPERATION_EVENTS = frozenset({"SwitchOperationChanged", "SwitchesBlocked"})
 _TRAILING_COMMA = re.compile(rb",(\s*[}\]])")
 
 
@@ -134,7 +134,7 @@ class TwoNDriver:
         self._boot: int | None = self._position.boot if self._position else None
         self._emit: Emit | None = None
         self._channel: int | None = None
-        self._subscribed_at = 0.0
+        self._pulled = False  # the current channel answered a pull
         self._filter: list[str] = []
         self._firmware: tuple[int, ...] = ()
         self._refreshed_at = 0.0
@@ -146,8 +146,10 @@ class TwoNDriver:
         info = await self._get("/api/system/info")
         self._firmware = norm.firmware_version(str(info.get("swVersion") or ""))
         caps = norm.parse_caps(await self._get("/api/log/caps"))
+        # Events hidden by default stay hidden unless named in extra_events, as on the device.
+        shown = [name for name in caps if name not in norm.HIDDEN_BY_DEFAULT]
         self._filter = norm.event_filter(
-            caps, self._config.extra_events, self._config.exclude_events
+            shown, self._config.extra_events, self._config.exclude_events
         )
         restarted = await self._subscribe()
         state = await self._baseline()
@@ -186,7 +188,7 @@ class TwoNDriver:
         channel = result.get("id")
         if not isinstance(channel, int) or isinstance(channel, bool):
             raise DeviceProtocolError("log/subscribe: 'id' must be an integer", device=self.id)
-        self._channel, self._subscribed_at = channel, time.monotonic()
+        self._channel, self._pulled = channel, False
         log.debug("channel_opened", channel=channel, include=include)
         return started
 
@@ -244,7 +246,9 @@ class TwoNDriver:
             )
         except norm.ApiError as exc:
             # An expired or unknown channel: the manual leaves the code open, so any refusal.
-            if time.monotonic() - self._subscribed_at < MIN_CHANNEL_LIFE:
+            # A channel refused before it ever answered is a device problem, not an expiry:
+            # the supervisor backs off instead of this loop subscribing again and again.
+            if not self._pulled:
                 raise
             log.info("channel_lost", reason=str(exc))
             started = await self._subscribe()
@@ -253,6 +257,7 @@ class TwoNDriver:
                 if started is not None:
                     await self._emit(started)
             return None
+        self._pulled = True
         records, malformed = norm.parse_events(result)
         for raw, reason in malformed:
             log.warning("record_rejected", reason=reason, record=repr(raw)[:300])
@@ -261,7 +266,7 @@ class TwoNDriver:
 
     async def _deliver(self, records: list[norm.Record], emit: Emit) -> None:
         received = utcnow()
-        rebooted = False
+        rebooted = switches_changed = False
         for record in records:
             if self._is_new_boot(record):
                 log.info("device_rebooted", uptime=record.up_time)
@@ -284,18 +289,21 @@ class TwoNDriver:
             if normalized.state is not None:
                 await emit(normalized.state)
             self._position = Position(self._boot, record.id, record.up_time, record.utc_time)
+            switches_changed |= record.name in SWITCH_OPERATION_EVENTS
         self._save_position()
         if rebooted:
             await emit(await self._baseline())
+        elif switches_changed:  # locked/held are in no event: read them
+            await self._emit_switches()
 
     def _is_new_boot(self, record: norm.Record) -> bool:
         position = self._position
         if position is None or self._boot is None:
             return False
         startup = record.name == "DeviceState" and record.params.get("state") == "startup"
-        replayed = record.id <= position.id and _same_boot(record.boot, self._boot)
-        if startup:
-            return not replayed
+        if startup:  # new unless replayed, or the start ``_resume`` already detected (id 0)
+            known = record.id <= position.id or position.id == 0
+            return not (known and _same_boot(record.boot, self._boot))
         if record.id <= position.id:
             return not _same_boot(record.boot, self._boot)
         return record.up_time < position.up  # the uptime went backwards
@@ -345,6 +353,15 @@ class TwoNDriver:
             values.update(update.values)
         self._refreshed_at = time.monotonic()
         return StateUpdate(values=values)
+
+    async def _emit_switches(self) -> None:
+        try:
+            update = await self._switches()
+        except norm.ApiError as exc:
+            log.debug("status_unavailable", part="switches", reason=str(exc))
+            return
+        if self._emit is not None:
+            await self._emit(update)
 
     async def _switches(self) -> StateUpdate:
         caps = await self._get("/api/switch/caps")
@@ -409,6 +426,8 @@ class TwoNDriver:
         if args.timeout is not None:
             params["timeout"] = min(max(1, math.ceil(args.timeout)), 86_400)
         await self._get("/api/switch/ctrl", params)
+        if action not in {"on", "off", "trigger"}:
+            await self._emit_switches()
         return Outcome(data={"switch": args.switch, "action": action})
 
     async def _call_command(self, name: str) -> Outcome:

@@ -32,32 +32,62 @@ MAX_IMAGE = 16 * 1024 * 1024
 class AutoAuth(httpx.Auth):
     """Answer whatever the device challenges with: Digest (MD5, SHA-256) or Basic.
 
-    The first request goes without credentials; a 401 names the scheme. The digest state is
-    kept, so later requests answer the challenge directly and a stale nonce is renewed.
+    Vendors configure authentication per service (2N: System, Switch, Logging, ... each None,
+    Basic or Digest), so the scheme is learnt per service, the first path segment after
+    ``/api/``. The first request to a service goes without credentials and its 401 names the
+    scheme; that challenge is answered directly (one round trip, not two). Later requests send
+    credentials at once; digest state is kept per service, so a stale nonce is renewed. A
+    service that changes scheme is followed on its next 401.
     """
 
     def __init__(self, username: str, password: str) -> None:
-        self._basic = httpx.BasicAuth(username, password)
-        self._digest = httpx.DigestAuth(username, password)
-        self._scheme: str | None = None
+        self._username, self._password = username, password
+        self._schemes: dict[str, httpx.Auth] = {}
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._scheme == "basic":
-            yield from self._basic.auth_flow(request)
-            return
-        if self._scheme == "digest":
-            yield from self._digest.auth_flow(request)
-            return
-        response = yield request
-        if response.status_code != 401:
-            return
-        challenge = response.headers.get("www-authenticate", "").lower()
-        if challenge.startswith("digest"):
-            self._scheme = "digest"
-            yield from self._digest.auth_flow(request)
-        elif challenge.startswith("basic"):
-            self._scheme = "basic"
-            yield from self._basic.auth_flow(request)
+        service = _service(request.url.path)
+        response = yield from self._run(self._schemes.get(service), request, None)
+        wanted = _challenged(response)
+        current = self._schemes.get(service)
+        if wanted is None or isinstance(current, wanted):
+            return  # accepted, or refused by the scheme we already use: wrong credentials
+        auth = wanted(self._username, self._password)
+        self._schemes[service] = auth
+        yield from self._run(auth, request, response)
+
+    @staticmethod
+    def _run(
+        auth: httpx.Auth | None, request: httpx.Request, challenge: httpx.Response | None
+    ) -> Generator[httpx.Request, httpx.Response, httpx.Response]:
+        """Drive ``auth``'s flow to its last response; with ``challenge``, answer that 401
+        instead of letting a fresh digest flow send the request bare once more."""
+        if auth is None:
+            response: httpx.Response = yield request
+            return response
+        flow = auth.auth_flow(request)
+        outgoing = next(flow)
+        if challenge is not None and isinstance(auth, httpx.DigestAuth):
+            outgoing = flow.send(challenge)
+        while True:
+            response = yield outgoing
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                return response
+
+
+def _service(path: str) -> str:
+    parts = path.split("/")
+    return parts[2] if len(parts) > 2 and parts[1] == "api" else parts[1] if len(parts) > 1 else ""
+
+
+def _challenged(response: httpx.Response) -> type[httpx.DigestAuth | httpx.BasicAuth] | None:
+    if response.status_code != 401:
+        return None
+    offered = {h.split(" ", 1)[0].lower() for h in response.headers.get_list("www-authenticate")}
+    if "digest" in offered:  # never send a password in clear when the device takes a digest
+        return httpx.DigestAuth
+    return httpx.BasicAuth if "basic" in offered else None
 
 
 def build_auth(config: DeviceConfig) -> httpx.Auth | None:

@@ -162,3 +162,95 @@ async def test_reboot_and_channel_expiry_lose_and_duplicate_nothing(
         assert len(events(consumer, "device.started")) == 1
         assert len(set(presses(consumer))) == 7
         assert_no_duplicates_and_in_order(consumer)
+
+
+async def test_a_restarted_bridge_resumes_from_its_checkpoint(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    clock = Clock()
+    sim = TwoNSimulator(username="api", password="secret", clock=clock)
+    async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
+        document = config(mosquitto, sim, tmp_path, replay_max_age="5m")
+        async with running(document):
+            await online(consumer)
+            sim.press()
+            sim.press()
+            await wait_until(lambda: len(presses(consumer)) == 2)
+        assert (tmp_path / f"{DEVICE}.2n.json").exists()
+
+        # Pressed while the bridge is down: the restarted bridge replays exactly these.
+        missed = [sim.press(), sim.press()]
+        async with running(document):
+            await wait_until(lambda: len(presses(consumer)) == 4)
+            assert len(missed) == 2
+        assert_no_duplicates_and_in_order(consumer)
+
+        # Pressed while the bridge is down, then older than replay_max_age: never rings.
+        sim.press("%1")
+        stale = sim.history[-2]["id"]  # the KeyPressed of that press
+        clock.offset += 600
+        async with running(document):
+            await online(consumer)
+            sim.press()
+            await wait_until(lambda: len(presses(consumer)) == 5)
+        sequences = {int(i.rsplit("/", 1)[1]) for i in presses(consumer)}
+        assert stale not in sequences
+        assert_no_duplicates_and_in_order(consumer)
+
+
+async def test_wrong_password_is_one_clear_error_not_a_busy_loop(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sim = TwoNSimulator(username="api", password="right")
+    async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
+        document = config(mosquitto, sim, tmp_path, password="wrong-secret-123")
+        async with running(document) as bridge:
+            avail = await consumer.first(f"bridge/{DEVICE}/availability")
+            assert avail.payload == b"offline"
+            info = (await consumer.first(f"bridge/{DEVICE}/info")).json()
+            assert "credentials refused" in info["last_error"]
+            assert sim.requests <= 2  # the challenge and one answer; the next try is a minute away
+            assert bridge.workers[DEVICE].failures == 1
+        assert all(b"wrong-secret-123" not in s.payload for s in consumer.seen)
+
+
+async def test_helios_215_with_sha256_digest_and_an_open_logging_service(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sim = TwoNSimulator(
+        firmware="2.15",
+        username="api",
+        password="secret",
+        digest_algorithm="SHA-256",
+        service_auth={"/api/log/": "none"},
+    )
+    async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
+        async with running(config(mosquitto, sim, tmp_path)):
+            await online(consumer)
+            info = (await consumer.first(f"bridge/{DEVICE}/info")).json()
+            assert info["firmware"].startswith("2.15")
+            sim.press()
+            await wait_until(lambda: len(presses(consumer)) == 1)
+            unsupported = await command(consumer, "set_switch", "x1", switch=1, action="hold")
+            assert unsupported["error"]["code"] == "unsupported"
+            switched = await command(consumer, "set_switch", "x2", switch=1, on=True)
+            assert switched["status"] == "ok"
+            changed = await consumer.first(f"bridge/{DEVICE}/event/switch.changed")
+            assert changed.json()["data"]["active"] is True
+        assert all(params.get("action") != "hold" for _, _, params in sim.log)
+
+
+async def test_hidden_events_only_when_asked_for(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    sim = TwoNSimulator(username="api", password="secret")
+    async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
+        extra = ["CapabilitiesChanged", "SomethingNew"]  # hidden by default; not in log/caps
+        document = config(mosquitto, sim, tmp_path, extra_events=extra)
+        async with running(document):
+            await online(consumer)
+            sim.emit("DisplayTouched", {"x": 1, "y": 2, "dx": 0, "dy": 0})
+            sim.emit("CapabilitiesChanged", {})
+            sim.emit("SomethingNew", {"answer": 42})
+            await consumer.first(f"bridge/{DEVICE}/event/vendor.SomethingNew")
+        types = {e["type"] for e in events(consumer)}
+        assert "vendor.CapabilitiesChanged" in types
+        assert "vendor.DisplayTouched" not in types

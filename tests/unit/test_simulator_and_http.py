@@ -11,6 +11,7 @@ from bridge.errors import AuthError, DeviceProtocolError, DeviceUnreachableError
 from bridge.http import DeviceHttp, make_client
 from bridge.metrics import Metrics
 from bridge.simulators.generic import GenericSimulator
+from bridge.simulators.two_n import TwoNSimulator
 
 pytestmark = pytest.mark.anyio
 
@@ -95,4 +96,38 @@ async def test_basic_and_auto_auth() -> None:
             )
             async with device.client:
                 assert (await device.get_json("/api/info"))["boot"] == sim.boot
+        tg.cancel_scope.cancel()
+
+
+async def test_auto_auth_learns_the_scheme_per_service_in_one_round_trip() -> None:
+    sim = TwoNSimulator(
+        username="api",
+        password="pw",
+        digest_algorithm="SHA-256",
+        service_auth={"/api/log/": "basic"},
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(sim.serve)
+        config = Config(id="d", url=sim.url, username="api", password="pw", auth="auto")
+        device = DeviceHttp(make_client(config), device="d", driver="2n", metrics=Metrics())
+        async with device.client:
+            costs = []
+            for path in (
+                "/api/system/info",
+                "/api/system/status",
+                "/api/log/caps",
+                "/api/log/caps",
+            ):
+                before = sim.requests
+                assert (await device.get_json(path))["success"] is True
+                costs.append(sim.requests - before)
+            # challenge + answer on first contact with a service, then credentials at once
+            assert costs == [2, 1, 2, 1]
+            wrong = Config(id="d", url=sim.url, username="api", password="nope", auth="auto")
+            refused = DeviceHttp(make_client(wrong), device="d", driver="2n", metrics=Metrics())
+            async with refused.client:
+                before = sim.requests
+                with pytest.raises(AuthError):
+                    await refused.get_json("/api/system/info")
+                assert sim.requests - before == 2
         tg.cancel_scope.cancel()

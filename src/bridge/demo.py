@@ -9,7 +9,6 @@ import socket
 import sys
 import tempfile
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -19,9 +18,14 @@ from bridge import logs
 from bridge.app import Bridge
 from bridge.settings import build_settings
 from bridge.simulators.generic import GenericSimulator
+from bridge.simulators.two_n import TwoNSimulator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from bridge.simulators.base import Simulator
+
+DEMO_PASSWORD = "demo-secret"  # noqa: S105 - of the simulated intercom; never printed
 
 
 def _free_port() -> int:
@@ -85,10 +89,8 @@ async def _monitor(url: str, protocol: str, base: str, bridge_offline: anyio.Eve
             await anyio.sleep(0.5)
 
 
-async def _activity(
-    url: str, protocol: str, sims: dict[str, GenericSimulator], interval: float
-) -> None:
-    """What happens at the doors: rings, motion, inputs, and people pressing buttons in apps."""
+async def _activity(url: str, protocol: str, sims: dict[str, Simulator], interval: float) -> None:
+    """What happens at the doors: rings, cards, motion, and people pressing buttons in apps."""
     rng = random.Random(7)
     step = 0
     async with _client(url, protocol) as client:
@@ -104,16 +106,40 @@ async def _activity(
                 await client.publish(topic, b"{not json", qos=1)
             elif step % 7 == 0:
                 await client.publish(topic, json.dumps({"command": "reboot", "id": step}), qos=1)
-            elif step % 3 == 0:
-                sim.push("motion", zone=1, active=step % 2 == 0)
-            elif step % 2 == 0:
-                sim.set_input("1", not sim.inputs["1"])
-            else:
-                sim.press(1)
+            elif isinstance(sim, TwoNSimulator):
+                _intercom(sim, step)
+            elif isinstance(sim, GenericSimulator):
+                _generic(sim, step)
+
+
+def _intercom(sim: TwoNSimulator, step: int) -> None:
+    """A 2N intercom's day: visitors ring (and the call goes out), residents use cards."""
+    if step % 3 == 0:
+        sim.swipe("4BD9E903", valid=step % 2 == 0)
+    elif step % 4 == 0:
+        sim.motion(active=step % 8 == 0)
+    elif step % 2 == 0:
+        sim.door(opened=step % 4 == 2)
+    else:
+        session = sim.press("%1", call=True)
+        sim.set_call_state(sim.calls[session], "terminated", "noanswer")
+
+
+def _generic(sim: GenericSimulator, step: int) -> None:
+    if step % 3 == 0:
+        sim.push("motion", zone=1, active=step % 2 == 0)
+    elif step % 2 == 0:
+        sim.set_input("1", not sim.inputs["1"])
+    else:
+        sim.press(1)
 
 
 async def _demo(mqtt_url: str | None, count: int, duration: float | None, interval: float) -> None:
-    sims = {f"door-{i}": GenericSimulator(serial=f"SIM-{i:04d}") for i in range(1, count + 1)}
+    # The first device is a 2N intercom with digest authentication, the others generic ones.
+    sims: dict[str, Simulator] = {
+        "front-door": TwoNSimulator(username="demo", password=DEMO_PASSWORD, serial="54-0000-0042")
+    }
+    sims |= {f"door-{i}": GenericSimulator(serial=f"SIM-{i:04d}") for i in range(2, count + 1)}
     async with anyio.create_task_group() as tg:
         for sim in sims.values():
             await tg.start(sim.serve)
@@ -122,16 +148,13 @@ async def _demo(mqtt_url: str | None, count: int, duration: float | None, interv
                 {
                     "mqtt": {"url": url, "protocol": protocol, "client_id": "bridge-demo"},
                     "http": {"listen": f"127.0.0.1:{_free_port()}"},
-                    "state_dir": str(Path(tempfile.gettempdir()) / "bridge-demo"),
-                    "devices": [
-                        {"id": name, "driver": "generic", "url": sim.url, "name": name}
-                        for name, sim in sims.items()
-                    ],
+                    "state_dir": tempfile.mkdtemp(prefix="bridge-demo-"),
+                    "devices": [_device(name, sim) for name, sim in sims.items()],
                 }
             )
             bridge = Bridge(settings, handle_signals=True)
             print(  # noqa: T201 - the demo's output
-                f"demo: broker {url}, {count} simulated devices, metrics on "
+                f"demo: broker {url}, {len(sims)} simulated devices, metrics on "
                 f"http://{settings.http.listen}/metrics; Ctrl-C stops",
                 flush=True,
             )
@@ -146,6 +169,20 @@ async def _demo(mqtt_url: str | None, count: int, duration: float | None, interv
                     await bridge_offline.wait()
                 inner.cancel_scope.cancel()
         tg.cancel_scope.cancel()
+
+
+def _device(name: str, sim: Simulator) -> dict[str, Any]:
+    if isinstance(sim, TwoNSimulator):
+        return {
+            "id": name,
+            "driver": "2n",
+            "url": sim.url,
+            "name": "Front door intercom",
+            "username": "demo",
+            "password": DEMO_PASSWORD,
+            "pull_timeout": "5s",
+        }
+    return {"id": name, "driver": "generic", "url": sim.url, "name": name}
 
 
 async def _stop_after(bridge: Bridge, seconds: float) -> None:

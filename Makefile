@@ -20,6 +20,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# Not part of the test suite: event latency through the 2N long poll (see docs/performance.md).
+bench: $(STAMP) test-deps
+	$(BIN)/python bench/latency.py --driver 2n --events 1000 --rate 50
+
 schema: $(STAMP)
 	$(BIN)/bridge schema --out docs/schema
 

@@ -1,11 +1,13 @@
 """Event latency through the bridge: simulated device emits → MQTT consumer receives.
 
 Separate processes: mosquitto, the simulator, the bridge (``bridge run``), and this script as
-the consumer. Latency is the consumer's receive time minus the event's ``time``, which the
-simulator stamps (same host clock) when the event is pushed, so it includes the long poll,
-normalization, the MQTT publish and the broker hop.
+the consumer. Latency is the consumer's receive time minus the moment the simulator created
+the event (same host clock), so it includes the long poll, normalization, the MQTT publish and
+the broker hop. The generic device stamps its events' ``time`` in microseconds; a 2N device's
+``utcTime`` has whole seconds only, so the benchmark's 2N simulator adds the creation time as
+an extra event parameter ``t``, which the bridge passes through in ``data.raw.params``.
 
-    .venv/bin/python bench/latency.py --events 1000 --rate 50
+    .venv/bin/python bench/latency.py --driver 2n --events 1000 --rate 50
 """
 
 from __future__ import annotations
@@ -22,19 +24,47 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import anyio
 import httpx
 
-SIMULATOR = """
+SIMULATORS = {
+    "generic": """
 import sys, anyio
 from bridge.simulators.generic import GenericSimulator
 async def main():
     sim = GenericSimulator()
     await sim.serve("127.0.0.1", int(sys.argv[1]))
 anyio.run(main)
-"""
+""",
+    "2n": """
+import sys, time, anyio
+from bridge.simulators.two_n import TwoNSimulator
+class Stamped(TwoNSimulator):
+    def emit(self, name, params=None):
+        return super().emit(name, {**(params or {}), "t": time.time()})
+async def main():
+    sim = Stamped(username="bench", password="bench-secret")
+    await sim.serve("127.0.0.1", int(sys.argv[1]))
+anyio.run(main)
+""",
+}
+PRESS = {"generic": {"button": 1}, "2n": {"key": "%1"}}
+EVENTS_PER_PRESS = {"generic": 1, "2n": 2}  # 2N: KeyPressed and KeyReleased
+DEVICE = {
+    "generic": {"driver": "generic"},
+    "2n": {"driver": "2n", "username": "bench", "password": "bench-secret"},
+}
+
+
+def created(body: dict[str, Any]) -> float:
+    """When the simulator created the event."""
+    stamp = body["data"].get("raw", {}).get("params", {}).get("t")
+    if isinstance(stamp, float):
+        return stamp
+    return datetime.fromisoformat(str(body["time"])).timestamp()
 
 
 def free_port() -> int:
@@ -60,7 +90,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def measure(mqtt_port: int, sim_port: int, events: int, rate: float) -> list[float]:
+async def measure(
+    mqtt_port: int, sim_port: int, driver: str, presses: int, rate: float
+) -> list[float]:
+    events = presses * EVENTS_PER_PRESS[driver]
     latencies: list[float] = []
     done = anyio.Event()
     async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
@@ -72,9 +105,8 @@ async def measure(mqtt_port: int, sim_port: int, events: int, rate: float) -> li
                 now = time.time()
                 if message.topic.value.endswith("availability"):
                     continue
-                body = json.loads(message.payload)  # type: ignore[arg-type]
-                sent = datetime.fromisoformat(body["time"]).timestamp()
-                latencies.append(now - sent)
+                body = json.loads(message.payload)
+                latencies.append(now - created(body))
                 if len(latencies) >= events:
                     done.set()
                     return
@@ -84,8 +116,8 @@ async def measure(mqtt_port: int, sim_port: int, events: int, rate: float) -> li
             await anyio.sleep(1.0)  # let the bridge's first long poll settle
             interval = 1.0 / rate
             start = time.monotonic()
-            for i in range(events):
-                await http.post(f"http://127.0.0.1:{sim_port}/_sim/press", json={"button": 1})
+            for i in range(presses):
+                await http.post(f"http://127.0.0.1:{sim_port}/_sim/press", json=PRESS[driver])
                 delay = start + (i + 1) * interval - time.monotonic()
                 if delay > 0:
                     await anyio.sleep(delay)
@@ -96,7 +128,8 @@ async def measure(mqtt_port: int, sim_port: int, events: int, rate: float) -> li
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--driver", choices=sorted(SIMULATORS), default="2n")
+    parser.add_argument("--events", type=int, default=1000, help="button presses")
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     args = parser.parse_args()
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -114,7 +147,7 @@ def main() -> int:
                 "state_dir": str(work),
                 "log": {"level": "warning"},
                 "devices": [
-                    {"id": "sim", "driver": "generic", "url": f"http://127.0.0.1:{sim_port}"}
+                    {"id": "sim", "url": f"http://127.0.0.1:{sim_port}", **DEVICE[args.driver]}
                 ],
             }
         )
@@ -122,12 +155,14 @@ def main() -> int:
     procs = [subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")])]
     try:
         wait_port(mqtt_port)
-        procs.append(subprocess.Popen([sys.executable, "-c", SIMULATOR, str(sim_port)]))
+        procs.append(
+            subprocess.Popen([sys.executable, "-c", SIMULATORS[args.driver], str(sim_port)])
+        )
         wait_port(sim_port)
         bridge = [sys.executable, "-m", "bridge", "run", "--config", str(work / "bridge.yaml")]
         procs.append(subprocess.Popen(bridge, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         wait_port(http_port)
-        latencies = anyio.run(measure, mqtt_port, sim_port, args.events, args.rate)
+        latencies = anyio.run(measure, mqtt_port, sim_port, args.driver, args.events, args.rate)
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
         inner = [ln for ln in metrics.splitlines() if ln.startswith("bridge_event_latency_seconds")]
     finally:
@@ -136,6 +171,7 @@ def main() -> int:
             proc.wait(timeout=10)
     ms = [1000 * x for x in latencies]
     result = {
+        "driver": args.driver,
         "events": len(ms),
         "rate": args.rate,
         "p50_ms": round(statistics.median(ms), 3),

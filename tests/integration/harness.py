@@ -14,7 +14,6 @@ from bridge.settings import build_settings
 from bridge.simulators.base import Simulator
 from tests.helpers import free_port
 
-
 # Short long polls, so a stopping bridge never waits long on one.
 POLL = {"generic": {"poll_timeout": "5s"}, "2n": {"pull_timeout": "5s"}}
 

@@ -22,9 +22,7 @@ DRIVERS: dict[str, DriverFactory] = {
     "2n": two_n.TwoNDriver,  # type: ignore[dict-item]
 }
 
-AnyDeviceConfig = Annotated[
-    generic.GenericConfig | two_n.TwoNConfig, Field(discriminator="driver")
-]
+AnyDeviceConfig = Annotated[generic.GenericConfig | two_n.TwoNConfig, Field(discriminator="driver")]
 
 
 def build_driver(config: DeviceConfig, context: DriverContext) -> Driver:

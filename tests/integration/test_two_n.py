@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.simulators.base import FaultMode
 from bridge.simulators.two_n import TwoNSimulator
 from tests.helpers import Consumer, Mosquitto, wait_until
 from tests.integration.harness import bridge_config, running, serving
@@ -127,6 +128,7 @@ async def test_doorbell_state_and_commands(mosquitto: Mosquitto, tmp_path: Path)
             bad = await command(consumer, "set_output", "p1", port="nope", on=True)
             assert bad["error"]["code"] == "invalid_args"
 
+        assert not sim.channels  # unsubscribed on the way out
         assert all("response" not in params for _, _, params in sim.log)
         assert all(b"secret" not in s.payload for s in consumer.seen)
         assert_no_duplicates_and_in_order(consumer)
@@ -254,3 +256,24 @@ async def test_hidden_events_only_when_asked_for(mosquitto: Mosquitto, tmp_path:
         types = {e["type"] for e in events(consumer)}
         assert "vendor.CapabilitiesChanged" in types
         assert "vendor.DisplayTouched" not in types
+
+
+@pytest.mark.parametrize("fault", ["garbage", "http500", "truncated", "drop", "vendor_error"])
+async def test_a_failed_pull_loses_and_duplicates_nothing(
+    mosquitto: Mosquitto, tmp_path: Path, fault: FaultMode
+) -> None:
+    sim = TwoNSimulator(username="api", password="secret")
+    async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
+        async with running(config(mosquitto, sim, tmp_path)) as bridge:
+            await online(consumer)
+            sim.press()
+            await wait_until(lambda: len(presses(consumer)) == 1)
+            await sim.wait_parked()
+            sim.set_fault(fault, count=1, path_prefix="/api/log/pull")
+            sim.press()  # answers the parked pull; the fault meets the next one
+            sim.press()
+            sim.press()
+            await wait_until(lambda: len(presses(consumer)) == 4, timeout=20)
+            assert sim.fault.count == 0  # the fault did meet a pull
+            assert bridge.workers[DEVICE].online
+        assert_no_duplicates_and_in_order(consumer)

@@ -19,7 +19,7 @@ from anyio.streams.tls import TLSListener
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterable, Awaitable, Callable
 
     from anyio.abc import ByteStream, Listener, TaskStatus
 
@@ -44,6 +44,7 @@ class Response:
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
     raw: bytes | None = None  # sent verbatim instead of an HTTP response (fault injection)
+    stream: AsyncIterable[bytes] | None = None  # after ``raw``, sent verbatim, then closed
 
 
 class DropConnectionError(Exception):
@@ -97,7 +98,7 @@ async def _connection(
                     log.exception("http_handler_failed", path=request.path)
                     response = Response(500, b'{"error":"internal"}')
                 if response.raw is not None:
-                    await stream.send(response.raw)
+                    await _send_raw(stream, response)
                     return
                 await stream.send(_encode(conn, response))
                 if conn.our_state is h11.MUST_CLOSE:
@@ -109,6 +110,15 @@ async def _connection(
             if conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
                 await stream.send(_encode(conn, Response(400, b'{"error":"bad request"}')))
             return
+
+
+async def _send_raw(stream: ByteStream, response: Response) -> None:
+    """Fault injection: bytes that need not be HTTP, and may be endless; then the connection
+    is closed."""
+    await stream.send(response.raw or b"")
+    if response.stream is not None:
+        async for chunk in response.stream:
+            await stream.send(chunk)
 
 
 async def _read_request(stream: ByteStream, conn: h11.Connection) -> Request | None:

@@ -258,7 +258,9 @@ async def test_hidden_events_only_when_asked_for(mosquitto: Mosquitto, tmp_path:
         assert "vendor.DisplayTouched" not in types
 
 
-@pytest.mark.parametrize("fault", ["garbage", "http500", "truncated", "drop", "vendor_error"])
+@pytest.mark.parametrize(
+    "fault", ["garbage", "http500", "truncated", "drop", "vendor_error", "huge"]
+)
 async def test_a_failed_pull_loses_and_duplicates_nothing(
     mosquitto: Mosquitto, tmp_path: Path, fault: FaultMode
 ) -> None:

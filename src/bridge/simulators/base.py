@@ -15,10 +15,14 @@ from bridge.web import DropConnectionError, Request, Response, serve
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import AsyncIterator
 
     from anyio.abc import TaskStatus
 
-FaultMode = Literal["http500", "garbage", "truncated", "drop", "vendor_error", "unauthorized"]
+FaultMode = Literal[
+    "http500", "garbage", "truncated", "drop", "vendor_error", "unauthorized", "huge"
+]
+HUGE_BODY = 100 * 1024 * 1024  # what the "huge" fault streams: far beyond any client's cap
 
 
 def json_response(value: Any, status: int = 200) -> Response:  # noqa: ANN401 - any JSON
@@ -99,6 +103,9 @@ class Simulator:
             return Response(401, b"", headers=[("www-authenticate", 'Basic realm="sim"')])
         if mode == "vendor_error":
             return self.vendor_error()
+        if mode == "huge":
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+            return Response(200, raw=head, stream=_huge_body())
         return None
 
     def vendor_error(self) -> Response:
@@ -155,3 +162,10 @@ class Simulator:
 
     async def control_action(self, action: str, body: dict[str, Any]) -> dict[str, Any] | None:  # noqa: ARG002
         return None
+
+
+async def _huge_body() -> AsyncIterator[bytes]:
+    """100 MiB of JSON-looking bytes, made lazily, without a length the client could check."""
+    chunk = b"[" + b"0," * (512 * 1024 - 1)
+    for _ in range(HUGE_BODY // len(chunk)):
+        yield chunk

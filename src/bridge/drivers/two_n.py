@@ -205,12 +205,20 @@ class TwoNDriver:
         """Decide the boot and the ``include`` of the next subscription."""
         max_age = self._config.replay_max_age
         position = self._position
-        if position is None:
-            self._boot = None if clock is None else clock[0] - clock[1]
-            return "new", None
         if clock is None:  # no device clock: measure the gap with ours, records tell reboots
-            window = time.time() - (self._saved_at or 0.0) + REPLAY_MARGIN
+            if self._since is None:  # the first subscription ever: listen from now on
+                self._since = time.time()
+                return "new", None
+            window = time.time() - self._since + REPLAY_MARGIN
             return _include(min(window, max_age)), None
+        if position is None:
+            # Nothing handed over yet: the position is "listening since now", so a channel lost
+            # before the first event still replays what came after this moment.
+            system_time, up_time = clock
+            self._boot = system_time - up_time
+            self._position = Position(self._boot, id=0, up=up_time, utc=system_time)
+            self._save_position()
+            return "new", None
         system_time, up_time = clock
         boot = system_time - up_time
         if _same_boot(boot, position.boot) and up_time >= position.up:
@@ -310,7 +318,7 @@ class TwoNDriver:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    _saved_at: float | None = None
+    _since: float | None = None  # our wall time of the position (or of the first channel)
 
     def _load_position(self) -> Position | None:
         data = self._checkpoint.load()
@@ -318,7 +326,7 @@ class TwoNDriver:
             return None
         try:
             position = Position(**{k: int(data[k]) for k in ("boot", "id", "up", "utc")})
-            self._saved_at = float(data["saved"])
+            self._since = float(data["saved"])
         except (KeyError, TypeError, ValueError):
             log.warning("checkpoint_ignored", device=self.id, reason="unexpected content")
             return None
@@ -326,8 +334,8 @@ class TwoNDriver:
 
     def _save_position(self) -> None:
         if self._position is not None:
-            self._saved_at = time.time()
-            self._checkpoint.save({**asdict(self._position), "saved": self._saved_at})
+            self._since = time.time()
+            self._checkpoint.save({**asdict(self._position), "saved": self._since})
 
     # -- state -----------------------------------------------------------------------------
 

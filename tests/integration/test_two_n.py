@@ -279,3 +279,23 @@ async def test_a_failed_pull_loses_and_duplicates_nothing(
             assert sim.fault.count == 0  # the fault did meet a pull
             assert bridge.workers[DEVICE].online
         assert_no_duplicates_and_in_order(consumer)
+
+
+async def test_doorbell_on_outgoing_calls_but_not_on_calls_the_bridge_places(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sim = TwoNSimulator(username="api", password="secret")
+    async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
+        document = config(mosquitto, sim, tmp_path, doorbell_on_call=True, doorbell_keys=[])
+        async with running(document):
+            await online(consumer)
+            dialed = await command(consumer, "dial", "d1", number="sip:100@pbx")
+            assert dialed["status"] == "ok"
+            session = sim.press("%1", call=True)  # the visitor's button calls the flat
+            await wait_until(lambda: len(presses(consumer)) == 1)
+            await sim.wait_parked()
+            ring = events(consumer, "doorbell.pressed")[0]
+            assert (ring["data"]["button"], ring["data"]["session"]) == ("call", session)
+            calls = events(consumer, "call.state_changed")
+            assert {c["data"]["session"] for c in calls} == {dialed["data"]["session"], session}
+        assert len(presses(consumer)) == 1

@@ -21,6 +21,7 @@ import json
 import math
 import re
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -138,6 +139,8 @@ class TwoNDriver:
         self._filter: list[str] = []
         self._firmware: tuple[int, ...] = ()
         self._refreshed_at = 0.0
+        self._dialed: deque[object] = deque(maxlen=16)  # call sessions the bridge placed
+        self._dialing = 0
 
     # -- the event channel -------------------------------------------------------------------
 
@@ -170,7 +173,7 @@ class TwoNDriver:
                 continue
             if records:
                 await self._deliver(records, emit)
-            elif self._refresh_due():
+            if self._refresh_due():  # also under steady traffic
                 await emit(await self._baseline())
 
     async def _subscribe(self) -> Event | None:
@@ -221,9 +224,11 @@ class TwoNDriver:
             return "new", None
         system_time, up_time = clock
         boot = system_time - up_time
-        if _same_boot(boot, position.boot) and up_time >= position.up:
+        # A reboot: the uptime went back, or a new boot epoch that began after our last event.
+        # (A device clock stepped back, or forward by less than that event's uptime, is not.)
+        later = not _same_boot(boot, position.boot) and boot > position.utc
+        if up_time >= position.up and not later:
             return _include(min(system_time - position.utc + REPLAY_MARGIN, max_age)), None
-        # The device rebooted since the last event we handed over.
         log.info("device_rebooted", uptime=up_time)
         self._boot = boot
         self._position = Position(boot=boot, id=0, up=0, utc=boot)
@@ -293,6 +298,8 @@ class TwoNDriver:
                 self.id, self._boot, record, doorbell=self._doorbell, received=received
             )
             for event in normalized.events:
+                if self._our_call(event):
+                    continue
                 await emit(event)
             if normalized.state is not None:
                 await emit(normalized.state)
@@ -303,6 +310,12 @@ class TwoNDriver:
             await emit(await self._baseline())
         elif switches_changed:  # locked/held are in no event: read them
             await self._emit_switches()
+
+    def _our_call(self, event: Event) -> bool:
+        """A ``doorbell_on_call`` press that is really a call the bridge placed (``dial``)."""
+        if event.type != "doorbell.pressed" or event.data.get("button") != "call":
+            return False
+        return self._dialing > 0 or event.data.get("session") in self._dialed
 
     def _is_new_boot(self, record: norm.Record) -> bool:
         position = self._position
@@ -405,8 +418,14 @@ class TwoNDriver:
             await self._get("/api/io/ctrl", {"port": args.port, "action": action})
             return Outcome(data={"port": args.port, "on": args.on})
         if isinstance(args, DialArgs):
-            result = await self._get("/api/call/dial", {"number": args.number})
-            return Outcome(data={"session": result.get("session")})
+            self._dialing += 1  # its events may arrive before its answer does
+            try:
+                result = await self._get("/api/call/dial", {"number": args.number})
+            finally:
+                self._dialing -= 1
+            session = result.get("session")
+            self._dialed.append(session)
+            return Outcome(data={"session": session})
         if isinstance(args, SnapshotArgs):
             return await self._snapshot(args)
         if command.name in {"answer", "hangup"}:

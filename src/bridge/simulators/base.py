@@ -155,7 +155,10 @@ class Simulator:
         if action == "clear":
             self.clear_fault()
             return json_response({"ok": True})
-        result = await self.control_action(action, body)
+        try:
+            result = await self.control_action(action, body)
+        except (KeyError, ValueError, TypeError) as exc:
+            return json_response({"error": f"{action}: bad or unknown {exc}"}, 400)
         if result is None:
             return json_response({"error": f"unknown control action {action!r}"}, 404)
         return json_response(result)

@@ -64,7 +64,6 @@ async def test_secrets_appear_nowhere(mosquitto: Mosquitto, tmp_path: Path) -> N
             await consumer.publish("bridge/bridge/request/devices", b'{"id": 2}')
             await consumer.first("bridge/bridge/response/devices", id=2)
             await consumer.first("bridge/front-door/event/code.entered")
-            results = consumer.on("bridge/front-door/command/result")
             await wait_until(lambda: len(consumer.on("bridge/front-door/command/result")) == 3)
             async with httpx.AsyncClient() as http:
                 base = f"http://127.0.0.1:{http_port}"
@@ -78,9 +77,9 @@ async def test_secrets_appear_nowhere(mosquitto: Mosquitto, tmp_path: Path) -> N
                     async for chunk in stream:
                         logs += chunk
 
-    results = [s.json() for s in consumer.on("bridge/front-door/command/result")]
-    assert {r["id"]: r["status"] for r in results} == {"a": "ok", "b": "error", "c": "ok"}
-    assert next(r for r in results if r["id"] == "b")["error"]["code"] == "denied"
+    answers = [s.json() for s in consumer.on("bridge/front-door/command/result")]
+    assert {r["id"]: r["status"] for r in answers} == {"a": "ok", "b": "error", "c": "ok"}
+    assert next(r for r in answers if r["id"] == "b")["error"]["code"] == "denied"
     info = consumer.on("bridge/back-door/info")[-1].json()
     assert "credentials refused" in info["last_error"]  # the error is there, the secret is not
     assert b"device_offline" in logs

@@ -95,6 +95,7 @@ async def measure(
 ) -> list[float]:
     events = presses * EVENTS_PER_PRESS[driver]
     latencies: list[float] = []
+    to_bridge: list[float] = []  # created -> the bridge's ``received`` (ms resolution)
     done = anyio.Event()
     async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
         await client.subscribe("bridge/sim/event/#", qos=1)
@@ -107,6 +108,9 @@ async def measure(
                     continue
                 body = json.loads(message.payload)
                 latencies.append(now - created(body))
+                if "received" in body:
+                    received = datetime.fromisoformat(body["received"]).timestamp()
+                    to_bridge.append(received - created(body))
                 if len(latencies) >= events:
                     done.set()
                     return
@@ -123,7 +127,47 @@ async def measure(
                     await anyio.sleep(delay)
             with anyio.fail_after(30):
                 await done.wait()
+    return latencies, to_bridge
+
+
+async def mqtt_hop(mqtt_port: int, count: int, rate: float) -> list[float]:
+    """The floor: the same consumer receiving QoS 1 messages that a plain aiomqtt client
+    publishes through the same mosquitto at the same rate, with no bridge in between."""
+    latencies: list[float] = []
+    done = anyio.Event()
+    async with (
+        aiomqtt.Client("127.0.0.1", mqtt_port) as consumer,
+        aiomqtt.Client("127.0.0.1", mqtt_port) as publisher,
+    ):
+        await consumer.subscribe("baseline/#", qos=1)
+
+        async def receive() -> None:
+            async for message in consumer.messages:
+                latencies.append(time.time() - json.loads(message.payload)["t"])
+                if len(latencies) >= count:
+                    done.set()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receive)
+            start = time.monotonic()
+            for i in range(count):
+                await publisher.publish("baseline/x", json.dumps({"t": time.time()}), qos=1)
+                delay = start + (i + 1) / rate - time.monotonic()
+                if delay > 0:
+                    await anyio.sleep(delay)
+            with anyio.fail_after(30):
+                await done.wait()
     return latencies
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ms = [1000 * x for x in seconds]
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "max_ms": round(max(ms), 3),
+    }
 
 
 def main() -> int:
@@ -162,21 +206,23 @@ def main() -> int:
         bridge = [sys.executable, "-m", "bridge", "run", "--config", str(work / "bridge.yaml")]
         procs.append(subprocess.Popen(bridge, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         wait_port(http_port)
-        latencies = anyio.run(measure, mqtt_port, sim_port, args.driver, args.events, args.rate)
+        latencies, to_bridge = anyio.run(
+            measure, mqtt_port, sim_port, args.driver, args.events, args.rate
+        )
+        floor = anyio.run(mqtt_hop, mqtt_port, len(latencies), args.rate)
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
         inner = [ln for ln in metrics.splitlines() if ln.startswith("bridge_event_latency_seconds")]
     finally:
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(timeout=10)
-    ms = [1000 * x for x in latencies]
     result = {
         "driver": args.driver,
-        "events": len(ms),
+        "events": len(latencies),
         "rate": args.rate,
-        "p50_ms": round(statistics.median(ms), 3),
-        "p99_ms": round(percentile(ms, 0.99), 3),
-        "max_ms": round(max(ms), 3),
+        **summary(latencies),
+        "device_to_bridge": summary(to_bridge),
+        "mqtt_hop_alone": summary(floor),
         "machine": f"{os.cpu_count()} cpus, {sys.platform}, Python {sys.version.split()[0]}",
         "date": time.strftime("%Y-%m-%d"),
     }

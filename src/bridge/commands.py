@@ -126,11 +126,23 @@ class CheckedCommand:
     id: str | int | None
 
 
+def _loads(payload: bytes) -> Any:  # noqa: ANN401 - JSON
+    """JSON that can be echoed back: ``ValueError`` (or ``RecursionError``) if not.
+
+    Besides malformed JSON, ``json.loads`` raises plain ``ValueError`` for an integer of more
+    than 4300 digits and ``RecursionError`` for deep nesting, and it decodes ``"\\ud800"`` to
+    a lone surrogate, which cannot be encoded into the UTF-8 of a result: refused here, once.
+    """
+    raw = json.loads(payload)
+    json.dumps(raw, ensure_ascii=False).encode()
+    return raw
+
+
 def parse_command(payload: bytes) -> CommandRequest:
     """Parse a command payload; anything unusable is a ``bad_request``."""
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = _loads(payload)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeError are ValueErrors
         raise CommandError("bad_request", f"payload is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise CommandError("bad_request", 'payload must be a JSON object with "command"')
@@ -143,8 +155,8 @@ def parse_command(payload: bytes) -> CommandRequest:
 def request_id(payload: bytes) -> str | int | None:
     """Best-effort id of a request that failed to parse, so its error result can be matched."""
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        raw = _loads(payload)
+    except (ValueError, RecursionError):
         return None
     value = raw.get("id") if isinstance(raw, dict) else None
     return value if isinstance(value, str | int) and not isinstance(value, bool) else None

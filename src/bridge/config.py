@@ -30,7 +30,10 @@ def parse_duration(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 2s, 500ms or 5m")  # noqa: TRY004
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # pydantic reports ValueError, but lets OverflowError escape
+            raise ValueError("duration too large") from None
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
@@ -79,13 +82,16 @@ class ConfigModel(BaseModel):
             path = data.get(f"{name}_file")
             if path is None:
                 continue
+            # ValueError, not TypeError: pydantic reports the one and lets the other escape
+            if not isinstance(path, str):
+                raise ValueError(f"{name}_file: expected the path of a file")  # noqa: TRY004
             data = {k: v for k, v in data.items() if k != f"{name}_file"}
             if data.get(name) is not None:
                 raise ValueError(f"give either {name} or {name}_file, not both")
             try:
                 data[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
-                raise ValueError(f"{name}_file: cannot read {path}: {exc.strerror}") from None
+                raise ValueError(f"{name}_file: cannot read {path!r}: {exc.strerror}") from None
         return data
 
 

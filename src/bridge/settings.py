@@ -78,7 +78,9 @@ class Settings(BaseSettings):
 def expand_env(value: Any, path: str, environ: Mapping[str, str], problems: list[str]) -> Any:  # noqa: ANN401
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a parsed YAML tree."""
     if isinstance(value, dict):
-        return {k: expand_env(v, _join(path, str(k)), environ, problems) for k, v in value.items()}
+        return {
+            k: expand_env(v, _join(path, _name(k)), environ, problems) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [expand_env(v, f"{path}[{i}]", environ, problems) for i, v in enumerate(value)]
     if not isinstance(value, str):
@@ -100,6 +102,12 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _name(key: object) -> str:
+    """A key as a problem line names it: quoted when empty or unprintable (a line break)."""
+    text = str(key)
+    return text if text and text.isprintable() else repr(text)
+
+
 def format_location(loc: tuple[int | str, ...]) -> str:
     """``("devices", 2, "generic", "url")`` → ``devices[2].url`` (the union tag is dropped)."""
     out = ""
@@ -110,7 +118,7 @@ def format_location(loc: tuple[int | str, ...]) -> str:
         elif i >= 2 and parts[0] == "devices" and i == 2 and part in DRIVERS:
             continue
         else:
-            out = _join(out, part)
+            out = _join(out, _name(part))
     return out
 
 
@@ -155,12 +163,19 @@ def build_settings(data: dict[str, Any], environ: Mapping[str, str] | None = Non
     data = expand_env(data, "", environ, problems)
     if problems:
         raise ConfigError(problems)
+    # Only the fields go on as keywords: another key would not be a keyword at all (``1:``) or
+    # would be taken as an option of pydantic-settings (``_env_file:``, ``_cli_parse_args:``).
+    fields = Settings.model_fields
+    unknown = [f"{_name(key)}: unknown key" for key in data if key not in fields]
     try:
-        return Settings(**data)
+        settings = Settings(**{key: value for key, value in data.items() if key in fields})
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc)) from None
+        raise ConfigError(describe_errors(exc) + unknown) from None
     except SettingsError as exc:  # an environment override that is not valid JSON
         field = str(exc).partition('field "')[2].partition('"')[0] or "environment"
         name = f"BRIDGE_{field.upper()}"
         hint = f"{field}: {name} must be a JSON object; set nested keys with {name}__<KEY> instead"
-        raise ConfigError([hint]) from None
+        raise ConfigError([hint, *unknown]) from None
+    if unknown:
+        raise ConfigError(unknown)
+    return settings

@@ -11,7 +11,7 @@ from bridge.commands import (
 )
 from bridge.config import CommandPolicy
 from bridge.errors import CommandError
-from bridge.model import CommandRequest
+from bridge.model import CommandRequest, CommandResult
 
 SUPPORTED = frozenset({"open_door", "set_switch", "reboot", "refresh"})
 
@@ -41,6 +41,30 @@ def code_of(payload: bytes, policy: CommandPolicy | None = None) -> str:
 )
 def test_refusals_have_stable_codes(payload: bytes, code: str) -> None:
     assert code_of(payload) == code
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"[" * 100_000, "bad_request"),
+        (b'{"command": "refresh", "id": ' + b"9" * 5000 + b"}", "bad_request"),
+        (b'{"command": "refresh", "id": "\\ud800"}', "bad_request"),
+        (b'{"command": "refresh", "args": {"\\udcff": 1}}', "bad_request"),
+        (
+            b'{"command": "set_switch", "args": {"on": true, "timeout": 1' + b"0" * 400 + b"}}",
+            "invalid_args",
+        ),
+    ],
+    ids=["deep-nesting", "5000-digit-id", "surrogate-id", "surrogate-arg", "huge-timeout"],
+)
+def test_hostile_payloads_are_refused_not_raised(payload: bytes, code: str) -> None:
+    """Found by the property tests: RecursionError, ValueError and OverflowError escaped, and
+    a lone surrogate (JSON "\\ud800") was accepted though no result echoing it can be encoded."""
+    with pytest.raises(CommandError) as caught:
+        check_command(parse_command(payload), supported=SUPPORTED, policy=CommandPolicy())
+    assert caught.value.code == code
+    result = CommandResult.failed(code, caught.value.message, id_=request_id(payload))
+    assert result.to_json()
 
 
 def test_policy() -> None:
@@ -83,6 +107,9 @@ def test_request_id_is_best_effort() -> None:
     assert request_id(b'{"id": "a", "command": 5}') == "a"
     assert request_id(b'{"id": true}') is None
     assert request_id(b"nope") is None
+    assert request_id(b"[" * 100_000) is None
+    assert request_id(b'{"id": ' + b"9" * 5000 + b"}") is None
+    assert request_id(b'{"id": "\\ud800"}') is None  # an id no result could echo
 
 
 def test_only_reboot_is_destructive() -> None:

@@ -69,6 +69,38 @@ def test_durations() -> None:
     )
 
 
+def test_a_huge_duration_is_a_problem_not_an_overflow() -> None:
+    """Found by the property tests: YAML's ``timeout: 1000...0`` raised OverflowError."""
+    assert problems({"devices": [{**DEVICE, "timeout": 10**400}]}) == [
+        "devices[0].timeout: duration too large"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({1: "x"}, ["1: unknown key"]),  # raised TypeError: keywords must be strings
+        (
+            {None: "x", "log": {"level": "loud"}},
+            ["log.level: Input should be", "None: unknown key"],
+        ),
+        # pydantic-settings options: they changed how settings load, or raised TypeError
+        ({"_env_file": False}, ["_env_file: unknown key"]),
+        ({"_cli_parse_args": True}, ["_cli_parse_args: unknown key"]),
+        ({"_secrets_dir": "/"}, ["_secrets_dir: unknown key"]),
+        ({"": 1}, ["'': unknown key"]),
+        ({"a\nb": 1, "mqtt": {"c\nd": 2}}, ["mqtt.'c\\nd': unknown key", "'a\\nb': unknown key"]),
+    ],
+)
+def test_any_top_level_key_is_a_problem_line(
+    data: dict[object, object], expected: list[str]
+) -> None:
+    """Found by the property tests: every problem is one line starting with its key path."""
+    found = problems(data)  # type: ignore[arg-type]
+    assert len(found) == len(expected)
+    assert all(p.startswith(e) for p, e in zip(found, expected, strict=True)), found
+
+
 def test_env_references_and_missing_variables() -> None:
     settings = build_settings(
         {"mqtt": {"password": "${MQTT_PASSWORD}", "username": "${USER_NAME:-bridge}"}},
@@ -92,6 +124,13 @@ def test_secret_files(tmp_path: Path) -> None:
     found = problems({"devices": [{**DEVICE, "password_file": str(tmp_path / "missing")}]})
     assert len(found) == 1
     assert found[0].startswith("devices[0]: password_file: cannot read")
+    # found by the property tests: a path that is no string raised TypeError; one with a line
+    # break split its problem over two lines
+    assert problems({"devices": [{**DEVICE, "password_file": 5}]}) == [
+        "devices[0]: password_file: expected the path of a file"
+    ]
+    found = problems({"devices": [{**DEVICE, "password_file": "a\nb"}]})
+    assert found == ["devices[0]: password_file: cannot read 'a\\nb': No such file or directory"]
 
 
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,11 +76,26 @@ def test_records_without_a_usable_seq_are_set_aside_not_fatal() -> None:
         {"seq": 1, "time": "yesterday"},
         {"seq": 1},
         {"seq": 1, "time": T, "kind": "switch", "switch": "one"},
+        # found by the property tests: these raised ValueError, or built an event whose time
+        # could not be published (OverflowError converting it to UTC)
+        {"seq": 1, "time": T, "kind": "switch", "switch": "²"},
+        {"seq": 1, "time": T, "kind": "input", "input": "1" * 5000},
+        {"seq": 1, "time": "9999-12-31T23:59:59-10:00"},
+        {"seq": 1, "time": "0001-01-01T00:00:00+10:00"},
     ],
 )
 def test_malformed_records_are_typed_errors(record: dict[str, object]) -> None:
     with pytest.raises(DeviceProtocolError):
         normalize("d", 1, record)
+
+
+def test_times_are_kept_in_utc() -> None:
+    event, _ = normalize("d", 1, {"seq": 1, "time": "9999-12-31T23:59:59+10:00", "kind": "x"})
+    assert event.time == datetime(9999, 12, 31, 13, 59, 59, tzinfo=UTC)
+    assert b'"time":"9999-12-31T13:59:59Z"' in event.to_json()
+    event, _ = normalize("d", 1, {"seq": 1, "time": "2026-11-21T10:15:02", "kind": "input"})
+    assert event.time == datetime(2026, 11, 21, 10, 15, 2, tzinfo=UTC)  # naive: taken as UTC
+    assert event.data["port"] == 1
 
 
 def test_info_and_state() -> None:

@@ -945,6 +945,7 @@ def test_parse_info_both_generations() -> None:
         (None, ()),
         ("garbage", ()),
         ("v2.35", ()),
+        ("2." + "9" * 5000, ()),  # more digits than int() converts: no version, no ValueError
     ],
 )
 def test_firmware_version(sw: str | None, version: tuple[int, ...]) -> None:

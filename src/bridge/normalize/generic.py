@@ -89,9 +89,11 @@ def parse_batch(payload: object) -> Batch:
 
 def _index(record: dict[str, Any], key: str) -> int:
     value = record.get(key, 1)
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+    text = "" if isinstance(value, bool) or not isinstance(value, int | str) else str(value)
+    # isdecimal, not isdigit: int() refuses digits such as "²"; 20 digits stay within its limit.
+    if not text.isdecimal() or len(text) > 20:
         raise DeviceProtocolError(f"events: {key!r} must be a number", code="bad_shape")
-    return int(value)
+    return int(text)
 
 
 def _time(record: dict[str, Any]) -> datetime:
@@ -99,10 +101,12 @@ def _time(record: dict[str, Any]) -> datetime:
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
+            # In UTC now: converting it when the event is published could leave the year range.
+            utc = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        except (ValueError, OverflowError):
             pass
         else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            return utc
     raise DeviceProtocolError("events: 'time' must be an ISO-8601 timestamp", code="bad_shape")
 
 

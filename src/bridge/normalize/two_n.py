@@ -250,7 +250,10 @@ def parse_info(
 
 def firmware_version(sw: str | None) -> tuple[int, ...]:
     match = re.match(r"\s*(\d+(?:\.\d+)*)", sw or "")
-    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+    try:
+        return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+    except ValueError:  # a part of more digits than int() converts (4300) is no version
+        return ()
 
 
 def parse_caps(result: dict[str, Any]) -> list[str]:

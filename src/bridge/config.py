@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+from annotated_types import Ge
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -54,7 +56,11 @@ def _check_topic_base(value: str) -> str:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+# The constraints come first so they stay in the JSON Schema (``minimum``); the parser still
+# runs before them.
+Duration = Annotated[
+    float, Ge(0), AllowInfNan(allow_inf_nan=False), BeforeValidator(parse_duration)
+]
 DeviceId = Annotated[
     str,
     Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64),
@@ -100,6 +106,18 @@ def _as_text(value: object) -> object:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
+def _url_parts(url: str) -> SplitResult:
+    """``urlsplit`` plus the checks it leaves to first use: credentials, a valid port."""
+    parts = urlsplit(url)
+    if parts.password or parts.username or "@" in parts.netloc or "@" in parts.path:
+        raise ValueError("url: put credentials in username/password, not in the URL")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+    except ValueError:
+        raise ValueError("url: the port must be a number from 1 to 65535") from None
+    return parts
+
+
 class MqttTlsConfig(ConfigModel):
     ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate")
     cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
@@ -126,9 +144,7 @@ class MqttConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _check_url(self) -> MqttConfig:
-        parts = urlsplit(self.url)
-        if parts.password or parts.username:
-            raise ValueError("url: put credentials in username/password, not in the URL")
+        parts = _url_parts(self.url)
         if parts.scheme not in {"mqtt", "mqtts", "ws", "wss"}:
             raise ValueError(f"url: scheme must be mqtt, mqtts, ws or wss, not {parts.scheme!r}")
         if not parts.hostname:
@@ -247,9 +263,8 @@ class DeviceConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _check_url(self) -> DeviceConfig:
-        parts = urlsplit(self.url)
-        if parts.password or parts.username:
-            raise ValueError("url: put credentials in username/password, not in the URL")
+        parts = _url_parts(self.url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"url: expected http(s)://host[:port], got {self.url!r}")
+            # The URL is not echoed: a mistyped one may still hold a password.
+            raise ValueError("url: expected http(s)://host[:port]")
         return self

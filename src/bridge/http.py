@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import ssl
 import time
 from contextlib import asynccontextmanager
@@ -294,13 +295,33 @@ class DeviceHttp:
         reply = await self.request("POST", path, json_body=body)
         return self.decode_json(reply, f"POST {path}")
 
-    def decode_json(self, body: bytes, what: str) -> Any:  # noqa: ANN401 - JSON
+    def decode_json(self, body: bytes, what: str, *, lenient: bool = False) -> Any:  # noqa: ANN401 - JSON
+        """The body as JSON, or a ``DeviceProtocolError`` with the start of the body.
+
+        Refused too: what could not be published again (a lone surrogate from ``"\\ud800"``),
+        nesting deep enough to exhaust the recursion limit, integers of thousands of digits.
+        ``lenient`` also accepts trailing commas, as some vendors' own examples have them.
+        """
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _loads(body)
+        except (ValueError, RecursionError) as exc:
+            if lenient:
+                try:
+                    return _loads(_TRAILING_COMMA.sub(rb"\1", body))
+                except (ValueError, RecursionError):
+                    pass
             raise DeviceProtocolError(
-                f"{what}: reply is not JSON ({exc})",
+                f"{what}: reply is not JSON ({type(exc).__name__})",
                 device=self.device,
                 code="bad_json",
                 detail=body[:200].decode("utf-8", "replace"),
             ) from None
+
+
+_TRAILING_COMMA = re.compile(rb",(\s*[}\]])")
+
+
+def _loads(body: bytes) -> Any:  # noqa: ANN401 - JSON
+    value = json.loads(body)
+    json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate: UnicodeEncodeError
+    return value

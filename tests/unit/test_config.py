@@ -212,3 +212,26 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     broken = tmp_path / "broken.yaml"
     broken.write_text("devices: [\n")
     assert main(["check-config", "--config", str(broken)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (
+            {"mqtt": {"url": "mqtt://h:99999"}},
+            "mqtt: url: the port must be a number from 1 to 65535",
+        ),
+        (
+            {"devices": [{**DEVICE, "url": "http://h:abc"}]},
+            "devices[0]: url: the port must be a number from 1 to 65535",
+        ),
+        (
+            {"devices": [{**DEVICE, "url": "http:/admin:Sekr1t@door"}]},
+            "devices[0]: url: put credentials in username/password, not in the URL",
+        ),
+    ],
+)
+def test_urls_are_checked_before_first_use_and_never_echoed(
+    document: dict[str, object], problem: str
+) -> None:
+    assert problems(document) == [problem]

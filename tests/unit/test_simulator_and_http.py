@@ -131,3 +131,27 @@ async def test_auto_auth_learns_the_scheme_per_service_in_one_round_trip() -> No
                     await refused.get_json("/api/system/info")
                 assert sim.requests - before == 2
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "\\ud800"}',  # a lone surrogate: nothing could publish it again
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the recursion limit
+        b'{"id": ' + b"9" * 5000 + b"}",  # beyond int's digit limit
+        b"\x00\xffnot json",
+    ],
+)
+def test_unusable_json_is_a_typed_error(body: bytes) -> None:
+    device = DeviceHttp(httpx.AsyncClient(), device="d", driver="generic", metrics=Metrics())
+    with pytest.raises(DeviceProtocolError) as caught:
+        device.decode_json(body, "GET /x")
+    assert caught.value.code == "bad_json"
+
+
+def test_lenient_json_takes_the_trailing_commas_of_vendor_examples() -> None:
+    device = DeviceHttp(httpx.AsyncClient(), device="d", driver="2n", metrics=Metrics())
+    body = b'{\n  "success" : true,\n}'
+    assert device.decode_json(body, "GET /x", lenient=True) == {"success": True}
+    with pytest.raises(DeviceProtocolError):
+        device.decode_json(body, "GET /x")

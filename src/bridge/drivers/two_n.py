@@ -17,9 +17,7 @@ Normalization is pure and lives in :mod:`bridge.normalize.two_n`; the API is sum
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -54,7 +52,6 @@ BOOT_SLACK = 2  # seconds: utcTime - upTime of one boot wobbles by a second
 REPLAY_MARGIN = 2  # seconds added before the position when replaying, for clock granularity
 ADVANCED_SWITCH_FIRMWARE = (2, 36)  # lock/unlock/hold/release and the switch timeout
 SWITCH_OPERATION_EVENTS = frozenset({"SwitchOperationChanged", "SwitchesBlocked"})
-_TRAILING_COMMA = re.compile(rb",(\s*[}\]])")
 
 
 class TwoNConfig(DeviceConfig):
@@ -483,7 +480,10 @@ class TwoNDriver:
         )
         if body.startswith(b"\xff\xd8"):
             return Outcome(image=body)
-        norm.unwrap(self._decode(body, "GET /api/camera/snapshot"), "camera/snapshot")
+        norm.unwrap(
+            self._http.decode_json(body, "GET /api/camera/snapshot", lenient=True),
+            "camera/snapshot",
+        )
         raise DeviceProtocolError("camera/snapshot: the reply is not a JPEG", device=self.id)
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -506,18 +506,13 @@ class TwoNDriver:
             "GET", path, params=params, timeout=timeout, measure=measure
         )
         try:
-            return norm.unwrap(self._decode(body, what), path.removeprefix("/api/"))
+            return norm.unwrap(
+                self._http.decode_json(body, what, lenient=True), path.removeprefix("/api/")
+            )
         except norm.ApiError as exc:
             if exc.number in {8, 9}:  # wrong scheme or missing authorisation: credentials
                 raise AuthError(f"{what}: {exc}", device=self.id) from None
             raise
-
-    def _decode(self, body: bytes, what: str) -> Any:  # noqa: ANN401 - JSON
-        """JSON, tolerating the trailing commas the manual's own examples have."""
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return self._http.decode_json(_TRAILING_COMMA.sub(rb"\1", body), what)
 
     async def aclose(self) -> None:
         channel, self._channel = self._channel, None

@@ -95,11 +95,9 @@ EDGE_INTS = [0, 1, -1, 2**31 - 1, 2**31, -(2**31) - 1, 2**32 - 1, 2**32, 2**63, 
 json_ints = st.one_of(
     st.integers(), st.integers(min_value=-HUGE, max_value=HUGE), st.sampled_from(EDGE_INTS)
 )
-# Text without lone surrogates (Unicode category Cs). json.loads does make them, from "\ud800"
-# escapes, and nothing after the drivers' JSON decoding can encode them to UTF-8: an event, a
-# state or an info carrying one fails when published. That belongs to the decoding in
-# bridge/http.py and bridge/drivers/two_n.py (refuse such a reply as bad JSON, as
-# commands.parse_command does); until then the device payloads drawn here leave them out.
+# Text without lone surrogates (Unicode category Cs). json.loads makes them from "\ud800"
+# escapes, and nothing could publish them again; DeviceHttp.decode_json refuses such replies
+# (tests/unit/test_simulator_and_http.py), so normalization never sees them.
 # The letters of SECRET_ALPHABET are left out too: only the redaction property draws them.
 SECRET_ALPHABET = "ǂǁǃʘ"
 

@@ -1116,3 +1116,9 @@ def test_parse_phone() -> None:
     assert parse_phone({"accounts": old}).values == {
         "sip": {"1": "unregistered", "2": "registered"}
     }
+
+
+def test_an_access_point_is_never_taken_for_a_door_number() -> None:
+    events, _ = run(rec(7, 1516895295, 2156, "DoorStateChanged", {"state": "opened", "ap": 0}))
+    data = {k: v for k, v in events[0].data.items() if k != "raw"}
+    assert data == {"door": 1, "ap": 0}

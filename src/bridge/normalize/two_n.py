@@ -405,9 +405,9 @@ def _denied(r: Record) -> Mapped | None:
 
 
 def _door(p: dict[str, Any]) -> dict[str, Any]:
-    """2N has one door sensor and sends no door number: ``ap`` if a firmware adds one, else 1."""
-    door = _int(p.get("ap"))
-    return {"door": 1 if door is None else door}
+    """2N has one door sensor and sends no door number, so ``door`` is 1. An access point (``ap``:
+    0 entry, 1 exit, both sides of the same door) is passed on as such, never as a door."""
+    return {"door": 1, "ap": _int(p.get("ap"))}
 
 
 def _door_state(r: Record) -> Mapped | None:

@@ -190,6 +190,7 @@ class TwoNDriver:
             raise DeviceProtocolError("log/subscribe: 'id' must be an integer", device=self.id)
         self._channel, self._pulled = channel, False
         log.debug("channel_opened", channel=channel, include=include)
+        await self._save_position()  # from here on, a restart replays what it missed
         return started
 
     async def _device_clock(self) -> tuple[int, int] | None:
@@ -217,7 +218,6 @@ class TwoNDriver:
             system_time, up_time = clock
             self._boot = system_time - up_time
             self._position = Position(self._boot, id=0, up=up_time, utc=system_time)
-            self._save_position()
             return "new", None
         system_time, up_time = clock
         boot = system_time - up_time
@@ -302,7 +302,7 @@ class TwoNDriver:
                 await emit(normalized.state)
             self._position = Position(self._boot, record.id, record.up_time, record.utc_time)
             switches_changed |= record.name in SWITCH_OPERATION_EVENTS
-        self._save_position()
+        await self._save_position()
         if rebooted:
             await emit(await self._baseline())
         elif switches_changed:  # locked/held are in no event: read them
@@ -342,10 +342,14 @@ class TwoNDriver:
             return None
         return position
 
-    def _save_position(self) -> None:
+    async def _save_position(self) -> None:
+        """Checkpoint the position in a worker thread: a file write and rename take a good part
+        of a millisecond, and on the event loop they would delay the MQTT publish of the very
+        events just handed over."""
         if self._position is not None:
             self._since = time.time()
-            self._checkpoint.save({**asdict(self._position), "saved": self._since})
+            data = {**asdict(self._position), "saved": self._since}
+            await anyio.to_thread.run_sync(self._checkpoint.save, data)
 
     # -- state -----------------------------------------------------------------------------
 

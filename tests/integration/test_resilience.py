@@ -245,3 +245,21 @@ async def test_outbox_overflow_drops_the_oldest_and_counts_them(
             # The 30 oldest were dropped and counted; the newest 50 arrived, in order.
             assert event_seqs(consumer, "front-door") == list(range(31, 81))
             assert bridge.metrics.outbox_dropped._value.get() == 30
+
+
+async def test_a_device_faster_than_the_broker_is_slowed_down_not_dropped(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator()}
+    sim = sims["front-door"]
+    burst = 3000
+    async with serving(sims), Consumer(mosquitto.url, ("bridge/+/event/#",)) as consumer:
+        config = bridge_config(mosquitto.url, sims, tmp_path)
+        config["mqtt"]["outbox_size"] = 400  # drivers stop reading at 200 queued
+        async with running(config) as bridge:
+            await wait_until(lambda: bridge.link.connected and bridge.workers["front-door"].online)
+            for _ in range(burst):  # far faster than one MQTT connection publishes
+                sim.press()
+            await consumer.wait_for(lambda seen: len(seen) >= burst, timeout=60)
+            assert event_seqs(consumer, "front-door") == list(range(1, burst + 1))
+            assert bridge.metrics.outbox_dropped._value.get() == 0

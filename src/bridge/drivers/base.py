@@ -27,13 +27,22 @@ class Outcome:
     image: bytes | None = None
 
 
+async def _no_backpressure() -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DriverContext:
-    """Everything a driver may use besides its own config. Tests pass a transport here."""
+    """Everything a driver may use besides its own config. Tests pass a transport here.
+
+    ``room`` is the backpressure of the MQTT side: a driver awaits it before each read from the
+    device, so a device faster than the broker is read no faster than events can leave.
+    """
 
     metrics: Metrics
     state_dir: Path
     transport: httpx.AsyncBaseTransport | None = None
+    room: Callable[[], Awaitable[None]] = _no_backpressure
 
 
 class Driver(Protocol):

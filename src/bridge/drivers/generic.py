@@ -47,6 +47,7 @@ class GenericDriver:
         )
         self._emit: Emit | None = None
         self._rejected = context.metrics.records_rejected.labels(device=config.id)
+        self._room = context.room
         self._boot: int | None = None
         self._after = 0
 
@@ -65,6 +66,7 @@ class GenericDriver:
         await emit(state)
         while True:
             await self._deliver(batch, emit)
+            await self._room()  # backpressure: the MQTT side keeps up before we read more
             batch = await self._poll(self._config.poll_timeout)
 
     async def _poll(self, timeout: float) -> norm.Batch:

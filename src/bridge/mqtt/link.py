@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from bridge.metrics import Metrics
 
 log = structlog.get_logger("bridge.mqtt")
+BACKPRESSURE_AT = 1000  # outbox depth at which drivers stop reading from devices
 
 
 @dataclass(slots=True)
@@ -81,6 +82,8 @@ class MqttLink:
         self._inflight: dict[int, _Flight] = {}
         self._seq = 0
         self._wake = anyio.Event()
+        self._room = anyio.Event()  # set when the outbox drains below the low-water mark
+        self._high_water = max(1, min(BACKPRESSURE_AT, config.outbox_size // 2))
         self._closing = False
         self._closed = anyio.Event()
         self._connected = False
@@ -119,6 +122,18 @@ class MqttLink:
             if topic.startswith(prefix):
                 self._dirty[topic] = None
         self._wake.set()
+
+    async def room(self) -> None:
+        """Backpressure for drivers: wait while the broker is connected but the outbox is backed
+        up (the device is faster than the broker), before reading more from the device. With the
+        broker away it returns at once: the outbox then buffers, bounded, as documented."""
+        while self._connected and len(self._outbox) >= self._high_water:
+            await self._room.wait()
+
+    def _check_room(self) -> None:
+        if not self._connected or len(self._outbox) < self._high_water // 2:
+            self._room.set()
+            self._room = anyio.Event()
 
     @property
     def pending(self) -> int:
@@ -238,6 +253,7 @@ class MqttLink:
         self._connected = False
         self._metrics.mqtt_connected.set(0)
         self._requeue_inflight()
+        self._check_room()  # nobody waits for a broker that is away
 
     def _requeue_inflight(self) -> None:
         flights = sorted(self._inflight.values(), key=lambda f: f.seq, reverse=True)
@@ -291,6 +307,7 @@ class MqttLink:
         elif self._outbox:
             message, from_table = self._outbox.popleft(), False
             self._metrics.outbox_depth.set(len(self._outbox))
+            self._check_room()
         else:
             return None
         self._seq += 1
@@ -299,7 +316,9 @@ class MqttLink:
     async def _send(
         self, client: aiomqtt.Client, spawn: Callable[[Callable[[], Awaitable[None]]], None]
     ) -> None:
-        window = anyio.Semaphore(self._config.max_inflight)
+        # fast_acquire: a free slot is taken without yielding, so a backlog leaves at full speed
+        # instead of one message per pass of the event loop.
+        window = anyio.Semaphore(self._config.max_inflight, fast_acquire=True)
         while True:
             flight = self._next()
             if flight is None:

@@ -263,3 +263,18 @@ async def test_a_device_faster_than_the_broker_is_slowed_down_not_dropped(
             await consumer.wait_for(lambda seen: len(seen) >= burst, timeout=60)
             assert event_seqs(consumer, "front-door") == list(range(1, burst + 1))
             assert bridge.metrics.outbox_dropped._value.get() == 0
+
+
+async def test_a_generic_device_reboot_is_one_device_started(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sims = {"front-door": GenericSimulator()}
+    sim = sims["front-door"]
+    async with serving(sims), Consumer(mosquitto.url, ("bridge/+/event/#",)) as consumer:
+        async with running(bridge_config(mosquitto.url, sims, tmp_path)) as bridge:
+            await wait_until(lambda: bridge.workers["front-door"].online)
+            sim.reboot()
+            sim.press()
+            await consumer.first("bridge/front-door/event/doorbell.pressed")
+        started = consumer.on("bridge/front-door/event/device.started")
+        assert [s.json()["data"]["raw"]["seq"] for s in started] == [1]

@@ -16,7 +16,7 @@ from bridge.config import DeviceConfig, Duration
 from bridge.drivers.base import Outcome
 from bridge.errors import CommandError, DeviceProtocolError
 from bridge.http import MAX_IMAGE, DeviceHttp, make_client
-from bridge.model import make_event, utcnow
+from bridge.model import utcnow
 from bridge.normalize import generic as norm
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class GenericDriver:
 
     async def _deliver(self, batch: norm.Batch, emit: Emit) -> None:
         if batch.boot != self._boot:
-            await self._rebooted(batch.boot, emit)
+            await self._rebooted(batch.boot)
             return
         for record, reason in batch.malformed:
             self._reject(record, reason)
@@ -108,20 +108,10 @@ class GenericDriver:
         log.warning("record_rejected", reason=reason, record=repr(record)[:300])
         self._rejected.inc()
 
-    async def _rebooted(self, boot: int, emit: Emit) -> None:
+    async def _rebooted(self, boot: int) -> None:
+        """A new boot: its numbering restarts at 1, its first record (``startup``) becomes the
+        ``device.started`` event, and the state is read again."""
         self._boot, self._after = boot, 0
-        now = utcnow()
-        await emit(
-            make_event(
-                self._config.id,
-                "device.started",
-                {"uptime": 0, "raw": {"boot": boot}},
-                time=now,
-                boot=boot,
-                sequence="start",
-                received=now,
-            )
-        )
         await self._refresh()
 
     async def _refresh(self) -> None:

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictInt, StrictStr
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -173,7 +173,7 @@ class CommandRequest(_Frozen):
 
     command: str = Field(min_length=1, max_length=64)
     args: dict[str, Any] = Field(default_factory=dict)
-    id: str | int | None = Field(None, description="echoed in the result")
+    id: StrictStr | StrictInt | None = Field(None, description="echoed in the result")
 
 
 class ErrorInfo(_Frozen):

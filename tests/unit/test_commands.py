@@ -114,3 +114,9 @@ def test_request_id_is_best_effort() -> None:
 
 def test_only_reboot_is_destructive() -> None:
     assert {n for n, spec in CATALOGUE.items() if spec.destructive} == {"reboot"}
+
+
+def test_a_boolean_id_is_refused_not_turned_into_1() -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_command(b'{"command": "refresh", "id": true}')
+    assert caught.value.code == "bad_request"

@@ -127,6 +127,10 @@ class MqttLink:
         """Backpressure for drivers: wait while the broker is connected but the outbox is backed
         up (the device is faster than the broker), before reading more from the device. With the
         broker away it returns at once: the outbox then buffers, bounded, as documented."""
+        if self._connected and self._outbox:
+            # Give the sender its turn first: what the driver just handed over goes out on the
+            # socket before the driver reads on (fewer milliseconds per event, not more CPU).
+            await self._room.wait()
         while self._connected and len(self._outbox) >= self._high_water:
             await self._room.wait()
 
@@ -307,7 +311,6 @@ class MqttLink:
         elif self._outbox:
             message, from_table = self._outbox.popleft(), False
             self._metrics.outbox_depth.set(len(self._outbox))
-            self._check_room()
         else:
             return None
         self._seq += 1
@@ -329,6 +332,7 @@ class MqttLink:
             self._inflight[flight.seq] = flight
             await window.acquire()
             spawn(partial(self._publish_one, client, flight, window))
+            self._check_room()  # after the spawn: the publish runs before a woken driver
 
     async def _publish_one(
         self, client: aiomqtt.Client, flight: _Flight, window: anyio.Semaphore

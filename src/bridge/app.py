@@ -110,6 +110,7 @@ class Bridge:
                 metrics=self.metrics,
                 qos=mqtt.qos,
                 discover=self._discover if self.settings.homeassistant.enabled else None,
+                snapshot_base64=mqtt.snapshot_base64,
             )
             for d in self.settings.devices
             if d.enabled and shard_of(d.id, shard.count) == shard.index

@@ -141,6 +141,10 @@ class MqttConfig(ConfigModel):
     tls: MqttTlsConfig = MqttTlsConfig()
     outbox_size: int = Field(10_000, ge=1, description="events kept while the broker is away")
     max_inflight: int = Field(100, ge=1, le=65535, description="QoS>0 publishes in flight")
+    snapshot_base64: bool = Field(
+        default=False,
+        description="also publish snapshots base64-encoded at <device>/snapshot/base64",
+    )
 
     @model_validator(mode="after")
     def _check_url(self) -> MqttConfig:
@@ -260,6 +264,10 @@ class DeviceConfig(ConfigModel):
     offline_after: int = Field(3, ge=1, description="consecutive failures before offline")
     command_timeout: Duration = 10.0
     commands: CommandPolicy = CommandPolicy()
+    snapshot_on_ring: bool = Field(
+        default=False,
+        description="take a snapshot (to <device>/snapshot) on every doorbell.pressed",
+    )
 
     @model_validator(mode="after")
     def _check_url(self) -> DeviceConfig:

@@ -8,6 +8,7 @@ Nothing a driver raises leaves this module: one device never takes another down.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,14 @@ import anyio
 import structlog
 
 from bridge.backoff import Backoff
-from bridge.commands import check_command, is_allowed, parse_command, request_id
+from bridge.commands import (
+    CheckedCommand,
+    SnapshotArgs,
+    check_command,
+    is_allowed,
+    parse_command,
+    request_id,
+)
 from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
 from bridge.metrics import event_type_label
 from bridge.model import (
@@ -34,7 +42,6 @@ from bridge.mqtt.message import Message
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bridge.commands import CheckedCommand
     from bridge.config import DeviceConfig
     from bridge.drivers.base import Driver
     from bridge.metrics import Metrics
@@ -86,6 +93,7 @@ class DeviceWorker:
         qos: int,
         backoff: Backoff | None = None,
         discover: Callable[[DeviceWorker], None] | None = None,
+        snapshot_base64: bool = False,
     ) -> None:
         self.config = config
         self.driver = driver
@@ -95,6 +103,8 @@ class DeviceWorker:
         self._qos = qos
         self._backoff = backoff or Backoff(base=0.5, cap=60.0)
         self._discover = discover
+        self._snapshot_base64 = snapshot_base64
+        self._ring = anyio.Event()  # set by a doorbell.pressed when snapshot_on_ring is on
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._command_lock = anyio.Lock()
         self.state: dict[str, Any] = {}
@@ -146,6 +156,8 @@ class DeviceWorker:
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
         self._publish(render.event(self._topics, event, qos=self._qos))
+        if event.type == "doorbell.pressed" and self.config.snapshot_on_ring:
+            self._ring.set()
         self._metrics.events.labels(device=self.id, type=event_type_label(event.type)).inc()
         self._latency.observe(max(0.0, (utcnow() - event.time).total_seconds()))
 
@@ -241,25 +253,44 @@ class DeviceWorker:
         """Run the driver until cancelled; nothing it raises escapes."""
         structlog.contextvars.bind_contextvars(device=self.id)
         try:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self.driver.run(self.emit)
-                    exc: BaseException = DeviceProtocolError("driver returned", device=self.id)
-                except DeviceError as err:
-                    exc = err
-                except Exception as err:
-                    self._log.exception("driver_crashed")
-                    exc = err
-                if time.monotonic() - started >= STABLE_RUN:
-                    self._backoff.reset()
-                await anyio.sleep(self._failed(exc))
+            async with anyio.create_task_group() as tg:
+                if self.config.snapshot_on_ring and "snapshot" in self.driver.commands:
+                    tg.start_soon(self._snapshots_on_ring)
+                await self._run_driver()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 try:
                     await self.driver.aclose()
                 except Exception:
                     self._log.exception("driver_close_failed")
+
+    async def _snapshots_on_ring(self) -> None:
+        """A snapshot after each ring, taken like a ``snapshot`` command (same lock, timeout and
+        topic) but beside the event stream, so the events after a ring are not held up by the
+        camera. Rings while one is being taken are covered by it."""
+        checked = CheckedCommand("snapshot", SnapshotArgs(), id=None)
+        while True:
+            await self._ring.wait()
+            self._ring = anyio.Event()
+            try:
+                await self._execute(checked)
+            except CommandError as exc:
+                self._log.info("snapshot_on_ring_failed", code=exc.code, reason=exc.message)
+
+    async def _run_driver(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.driver.run(self.emit)
+                exc: BaseException = DeviceProtocolError("driver returned", device=self.id)
+            except DeviceError as err:
+                exc = err
+            except Exception as err:
+                self._log.exception("driver_crashed")
+                exc = err
+            if time.monotonic() - started >= STABLE_RUN:
+                self._backoff.reset()
+            await anyio.sleep(self._failed(exc))
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -307,6 +338,10 @@ class DeviceWorker:
         if outcome.image is not None:
             now = utcnow()
             self._publish(Message(self._topics.snapshot(self.id), outcome.image, self._qos, True))
+            if self._snapshot_base64:
+                encoded = base64.b64encode(outcome.image)
+                topic = self._topics.snapshot_base64(self.id)
+                self._publish(Message(topic, encoded, self._qos, True))
             data.update(
                 {
                     "size": len(outcome.image),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections import Counter
@@ -299,3 +300,26 @@ async def test_doorbell_on_outgoing_calls_but_not_on_calls_the_bridge_places(
             calls = events(consumer, "call.state_changed")
             assert {c["data"]["session"] for c in calls} == {dialed["data"]["session"], session}
         assert len(presses(consumer)) == 1
+
+
+async def test_a_ring_takes_a_snapshot_with_its_base64_twin(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    sim = TwoNSimulator(username="api", password="secret")
+    async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
+        document = config(mosquitto, sim, tmp_path, snapshot_on_ring=True)
+        document["mqtt"]["snapshot_base64"] = True
+        async with running(document):
+            await online(consumer)
+            assert not consumer.on(f"bridge/{DEVICE}/snapshot")
+            sim.press()
+            await consumer.first(f"bridge/{DEVICE}/snapshot/base64")
+        # Both retained: a consumer arriving later still gets the last picture.
+        async with Consumer(mosquitto.url, (f"bridge/{DEVICE}/snapshot/#",)) as late:
+            image = await late.first(f"bridge/{DEVICE}/snapshot")
+            twin = await late.first(f"bridge/{DEVICE}/snapshot/base64")
+        assert image.payload.startswith(b"\xff\xd8")
+        assert (image.retain, twin.retain) == (True, True)
+        assert base64.b64decode(twin.payload) == image.payload
+        snapshots = [params for _, path, params in sim.log if path == "/api/camera/snapshot"]
+        assert snapshots == [{"width": "640", "height": "480"}]

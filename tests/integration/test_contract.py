@@ -238,6 +238,8 @@ async def check_discovery(consumer: Consumer, topic: str) -> None:
     press = json.loads(components["bridge_front-door_open_door"]["payload_press"])
     assert press["command"] == "open_door"
     assert "bridge_front-door_reboot" not in components  # denied by default: no button
+    camera = components["bridge_front-door_camera"]
+    assert (camera["p"], camera["topic"]) == ("camera", "bridge/front-door/snapshot")
 
     before = len(consumer.on(topic))
     await consumer.publish("homeassistant/status", b"online")

@@ -61,6 +61,13 @@ def device_discovery(  # noqa: PLR0913 - keyword-only facts about one device
                 "unique_id": f"{uid}_{command}",
                 **({"device_class": device_class} if device_class else {}),
             }
+    if "snapshot" in info.commands:  # the last picture, raw JPEG on the retained topic
+        components[f"{uid}_camera"] = {
+            "p": "camera",
+            "name": "Snapshot",
+            "topic": topics.snapshot(device),
+            "unique_id": f"{uid}_camera",
+        }
     for number in sorted(state.get("switches", {})):
         components[f"{uid}_switch_{number}"] = {
             "p": "binary_sensor",

@@ -122,6 +122,9 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_KEY = re.compile(r"[a-z_][a-z0-9_.]*")
+
+
 def describe_errors(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
@@ -134,7 +137,14 @@ def describe_errors(exc: ValidationError) -> list[str]:
         elif err["type"] == "union_tag_invalid":
             message = f"unknown driver; expected one of {', '.join(sorted(DRIVERS))}"
         elif err["type"] == "union_tag_not_found":
-            message = f"driver: required (one of {', '.join(sorted(DRIVERS))})"
+            where, message = (
+                _join(where, "driver"),
+                f"required (one of {', '.join(sorted(DRIVERS))})",
+            )
+        key, _, rest = message.partition(": ")
+        if err["type"] == "value_error" and rest and _KEY.fullmatch(key):
+            # A model-level check names its key first ("url: ..."): make it part of the path.
+            where, message = _join(where, key), rest
         problems.append(f"{where}: {message}" if where else message)
     return problems
 

@@ -123,14 +123,14 @@ def test_secret_files(tmp_path: Path) -> None:
     assert password.get_secret_value() == "from-file"
     found = problems({"devices": [{**DEVICE, "password_file": str(tmp_path / "missing")}]})
     assert len(found) == 1
-    assert found[0].startswith("devices[0]: password_file: cannot read")
+    assert found[0].startswith("devices[0].password_file: cannot read")
     # found by the property tests: a path that is no string raised TypeError; one with a line
     # break split its problem over two lines
     assert problems({"devices": [{**DEVICE, "password_file": 5}]}) == [
-        "devices[0]: password_file: expected the path of a file"
+        "devices[0].password_file: expected the path of a file"
     ]
     found = problems({"devices": [{**DEVICE, "password_file": "a\nb"}]})
-    assert found == ["devices[0]: password_file: cannot read 'a\\nb': No such file or directory"]
+    assert found == ["devices[0].password_file: cannot read 'a\\nb': No such file or directory"]
 
 
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,7 +166,7 @@ def test_rules_across_fields() -> None:
     assert problems({"devices": [DEVICE, DEVICE]}) == ["devices: duplicate id 'front-door'"]
     assert problems({"shard": {"index": 2, "count": 2}}) == ["shard: index 2 must be below count 2"]
     found = problems({"devices": [{**DEVICE, "url": "http://api:hunter2@192.0.2.1"}]})
-    assert found == ["devices[0]: url: put credentials in username/password, not in the URL"]
+    assert found == ["devices[0].url: put credentials in username/password, not in the URL"]
     assert "hunter2" not in "".join(found)
     assert problems({"devices": [{**DEVICE, "id": "bridge"}]})[0].startswith("devices[0].id:")
     pin = "ab" * 32
@@ -175,7 +175,7 @@ def test_rules_across_fields() -> None:
     ]
     unverified = {"fingerprint": pin, "verify": False}
     assert problems({"devices": [{**DEVICE, "tls": unverified}]}) == [
-        "devices[0].tls: fingerprint: a pinned certificate is verified; remove verify: false"
+        "devices[0].tls.fingerprint: a pinned certificate is verified; remove verify: false"
     ]
 
 
@@ -219,15 +219,15 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     [
         (
             {"mqtt": {"url": "mqtt://h:99999"}},
-            "mqtt: url: the port must be a number from 1 to 65535",
+            "mqtt.url: the port must be a number from 1 to 65535",
         ),
         (
             {"devices": [{**DEVICE, "url": "http://h:abc"}]},
-            "devices[0]: url: the port must be a number from 1 to 65535",
+            "devices[0].url: the port must be a number from 1 to 65535",
         ),
         (
             {"devices": [{**DEVICE, "url": "http:/admin:Sekr1t@door"}]},
-            "devices[0]: url: put credentials in username/password, not in the URL",
+            "devices[0].url: put credentials in username/password, not in the URL",
         ),
     ],
 )
@@ -235,3 +235,10 @@ def test_urls_are_checked_before_first_use_and_never_echoed(
     document: dict[str, object], problem: str
 ) -> None:
     assert problems(document) == [problem]
+
+
+def test_checks_across_keys_name_the_key_they_are_about() -> None:
+    assert problems({"http": {"listen": "9880"}}) == ["http.listen: expected host:port, got '9880'"]
+    assert problems({"devices": [{"id": "a", "url": "http://x"}]}) == [
+        "devices[0].driver: required (one of 2n, generic)"
+    ]

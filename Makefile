@@ -38,10 +38,12 @@ $(STAMP): pyproject.toml | check-python
 	touch $(STAMP)
 
 # Real parts the tests use: mosquitto (the fixtures start brokers on free ports), promtool
-# (Prometheus' metrics linter, Debian package prometheus) and systemd-analyze (unit check).
+# (Prometheus' metrics linter, Debian package prometheus), systemd-analyze (unit check) and
+# openssl (makes the test certificate of the device TLS tests).
 TEST_PACKAGES := $(shell command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || echo mosquitto) \
 	$(shell command -v promtool >/dev/null 2>&1 || echo prometheus) \
-	$(shell command -v systemd-analyze >/dev/null 2>&1 || echo systemd)
+	$(shell command -v systemd-analyze >/dev/null 2>&1 || echo systemd) \
+	$(shell command -v openssl >/dev/null 2>&1 || echo openssl)
 
 test-deps:
 	@if [ -n "$(strip $(TEST_PACKAGES))" ]; then \

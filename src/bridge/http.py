@@ -299,9 +299,10 @@ class DeviceHttp:
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         measure: bool = True,
+        lenient: bool = False,
     ) -> Any:  # noqa: ANN401 - JSON
         body = await self.request("GET", path, params=params, timeout=timeout, measure=measure)
-        return self.decode_json(body, f"GET {path}")
+        return self.decode_json(body, f"GET {path}", lenient=lenient)
 
     async def post_json(self, path: str, body: Any) -> Any:  # noqa: ANN401 - JSON
         reply = await self.request("POST", path, json_body=body)

@@ -141,8 +141,7 @@ class DeviceWorker:
                 )
         else:
             # Consumers (and Home Assistant buttons) see only what they may actually send.
-            allowed = [c for c in update.commands if is_allowed(c, self.config.commands)]
-            self.info = update.model_copy(update={"commands": allowed})
+            self.info = update.model_copy(update={"commands": self._allowed(update.commands)})
             self._publish_info()
             if self._discover:
                 self._discover(self)
@@ -161,15 +160,16 @@ class DeviceWorker:
         self._metrics.events.labels(device=self.id, type=event_type_label(event.type)).inc()
         self._latency.observe(max(0.0, (utcnow() - event.time).total_seconds()))
 
+    def _allowed(self, commands: list[str]) -> list[str]:
+        return [c for c in commands if is_allowed(c, self.config.commands)]
+
     def info_payload(self) -> dict[str, Any]:
         known = (
             self.info.model_dump()
             if self.info is not None
             else {
                 "vendor": self.config.driver,
-                "commands": [
-                    c for c in sorted(self.driver.commands) if is_allowed(c, self.config.commands)
-                ],
+                "commands": self._allowed(sorted(self.driver.commands)),
             }
         )
         payload = DeviceInfoPayload(

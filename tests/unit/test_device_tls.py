@@ -51,7 +51,8 @@ class Cert:
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> Cert:
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is needed to make a test certificate")
+        msg = "openssl is not installed: run `make test`, which installs it"
+        raise RuntimeError(msg)
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "device.crt", folder / "device.key"
     request = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"

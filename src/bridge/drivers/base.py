@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from bridge.metrics import Metrics
     from bridge.model import Update
 
+log = structlog.get_logger("bridge.driver")
 Emit = Callable[["Update"], Awaitable[None]]
 
 
@@ -43,6 +46,17 @@ class DriverContext:
     state_dir: Path
     transport: httpx.AsyncBaseTransport | None = None
     room: Callable[[], Awaitable[None]] = _no_backpressure
+
+    def rejecter(self, device: str) -> Callable[[object, str], None]:
+        """What a driver calls for a vendor record it cannot understand: the record is logged
+        (its start) and counted, and the driver skips it, so it never blocks the rest."""
+        counter = self.metrics.records_rejected.labels(device=device)
+
+        def reject(record: object, reason: str) -> None:
+            log.warning("record_rejected", reason=reason, record=repr(record)[:300])
+            counter.inc()
+
+        return reject
 
 
 class Driver(Protocol):

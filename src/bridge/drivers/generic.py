@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-import structlog
 from pydantic import Field
 
 from bridge.commands import SetSwitchArgs, SnapshotArgs
@@ -22,9 +21,6 @@ from bridge.normalize import generic as norm
 if TYPE_CHECKING:
     from bridge.commands import CheckedCommand
     from bridge.drivers.base import DriverContext, Emit
-
-
-log = structlog.get_logger("bridge.driver")
 
 
 class GenericConfig(DeviceConfig):
@@ -46,7 +42,7 @@ class GenericDriver:
             metrics=context.metrics,
         )
         self._emit: Emit | None = None
-        self._rejected = context.metrics.records_rejected.labels(device=config.id)
+        self._reject = context.rejecter(config.id)
         self._room = context.room
         self._boot: int | None = None
         self._after = 0
@@ -102,11 +98,6 @@ class GenericDriver:
             await emit(event)
             if state is not None:
                 await emit(state)
-
-    def _reject(self, record: object, reason: str) -> None:
-        """A record we cannot understand is logged and skipped; it never blocks the rest."""
-        log.warning("record_rejected", reason=reason, record=repr(record)[:300])
-        self._rejected.inc()
 
     async def _rebooted(self, boot: int) -> None:
         """A new boot: its numbering restarts at 1, its first record (``startup``) becomes the

@@ -127,10 +127,11 @@ class TwoNDriver:
         self._doorbell = norm.Doorbell(
             keys=frozenset(config.doorbell_keys), on_outgoing_call=config.doorbell_on_call
         )
-        self._rejected = context.metrics.records_rejected.labels(device=config.id)
+        self._reject = context.rejecter(config.id)
         self._room = context.room
         self._rng = random.Random()
         self._checkpoint = Checkpoint(context.state_dir / f"{config.id}.2n.json")
+        self._since: float | None = None  # our wall time of the position (or first channel)
         self._position = self._load_position()
         self._boot: int | None = self._position.boot if self._position else None
         self._emit: Emit | None = None
@@ -275,8 +276,7 @@ class TwoNDriver:
         self._pulled = True
         records, malformed = norm.parse_events(result)
         for raw, reason in malformed:
-            log.warning("record_rejected", reason=reason, record=repr(raw)[:300])
-            self._rejected.inc()
+            self._reject(raw, reason)
         return records
 
     async def _deliver(self, records: list[norm.Record], emit: Emit) -> None:
@@ -332,8 +332,6 @@ class TwoNDriver:
         return record.up_time < position.up  # the uptime went backwards
 
     # -- checkpoints ---------------------------------------------------------------------------
-
-    _since: float | None = None  # our wall time of the position (or of the first channel)
 
     def _load_position(self) -> Position | None:
         data = self._checkpoint.load()
@@ -506,17 +504,14 @@ class TwoNDriver:
         measure: bool = True,
     ) -> dict[str, Any]:
         """GET a 2N function and return its ``result``; vendor refusals raise ``ApiError``."""
-        what = f"GET {path}"
-        body = await self._http.request(
-            "GET", path, params=params, timeout=timeout, measure=measure
+        reply = await self._http.get_json(
+            path, params=params, timeout=timeout, measure=measure, lenient=True
         )
         try:
-            return norm.unwrap(
-                self._http.decode_json(body, what, lenient=True), path.removeprefix("/api/")
-            )
+            return norm.unwrap(reply, path.removeprefix("/api/"))
         except norm.ApiError as exc:
             if exc.number in {8, 9}:  # wrong scheme or missing authorisation: credentials
-                raise AuthError(f"{what}: {exc}", device=self.id) from None
+                raise AuthError(f"GET {path}: {exc}", device=self.id) from None
             raise
 
     async def aclose(self) -> None:

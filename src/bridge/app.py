@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hmac
 import signal
 import socket
 import time
@@ -15,6 +16,7 @@ import structlog
 
 from bridge import __version__
 from bridge.commands import request_id
+from bridge.config import PolledDeviceConfig
 from bridge.drivers import build_driver
 from bridge.drivers.base import DriverContext
 from bridge.errors import StartupError
@@ -94,17 +96,26 @@ class Bridge:
             subscriptions=self._subscriptions(),
             metrics=self.metrics,
         )
-        context = DriverContext(
-            metrics=self.metrics,
-            state_dir=self.settings.state_dir,
-            transport=self.transport,
-            room=self.link.room,
-        )
         shard = self.settings.shard
+        mine = [
+            d
+            for d in self.settings.devices
+            if d.enabled and shard_of(d.id, shard.count) == shard.index
+        ]
+        self.contexts = {
+            d.id: DriverContext(
+                device=d.id,
+                metrics=self.metrics,
+                state_dir=self.settings.state_dir,
+                transport=self.transport,
+                room=self.link.room,
+            )
+            for d in mine
+        }
         self.workers = {
             d.id: DeviceWorker(
                 d,
-                build_driver(d, context),
+                build_driver(d, self.contexts[d.id]),
                 publish=self.link.publish,
                 topics=self.topics,
                 metrics=self.metrics,
@@ -112,8 +123,7 @@ class Bridge:
                 discover=self._discover if self.settings.homeassistant.enabled else None,
                 snapshot_base64=mqtt.snapshot_base64,
             )
-            for d in self.settings.devices
-            if d.enabled and shard_of(d.id, shard.count) == shard.index
+            for d in mine
         }
         self.metrics.build_info.info({"version": __version__})
 
@@ -296,6 +306,26 @@ class Bridge:
                     message.response_topic, response, qos=qos, correlation=message.correlation
                 )
             )
+
+    # -- push receivers ----------------------------------------------------------------------
+
+    def push(self, device: str, token: str) -> bool:
+        """A device called ``/push/<device>/<token>``: wake its poller if the token is right.
+
+        False for an unknown device, another shard's device, a device without ``push_token``
+        and a wrong token alike (the caller answers 404 for all of them). The comparison takes
+        the same time wherever the tokens differ.
+        """
+        worker = self.workers.get(device)
+        config = worker.config if worker is not None else None
+        expected = config.push_token if isinstance(config, PolledDeviceConfig) else None
+        if expected is None:
+            return False
+        if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+            return False
+        self.contexts[device].wakeup.set()
+        self.metrics.pushes.labels(device=device).inc()
+        return True
 
     # -- views -------------------------------------------------------------------------------
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 log = structlog.get_logger("bridge.checkpoint")
@@ -71,3 +73,86 @@ class Checkpoint:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class Cursor:
+    """A position in a device log that is saved only once what precedes it is safe.
+
+    The driver reads records in order and ``stage``\\ s the position after each event it emits;
+    the returned callback is the event's ``on_ack``. The checkpoint moves to a staged position
+    once that event and every event staged before it were acknowledged by the broker, so after
+    any stop (SIGTERM, SIGKILL, power cut) the driver resumes at the first event the broker may
+    not have, and the bridge drops what it replays by event id. ``advance`` moves the position
+    for records that produced no event, behind whatever is still pending.
+
+    Positions are JSON objects chosen by the driver (a 2N ``{boot, id, up, utc}``, Onetouch log
+    record ids).
+    """
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self._checkpoint = checkpoint
+        self._pending: deque[list[Any]] = deque()  # [position, acknowledged]
+        self.saved: dict[str, Any] | None = None
+
+    def load(self) -> dict[str, Any] | None:
+        self.saved = self._checkpoint.load()
+        return self.saved
+
+    def stage(self, position: dict[str, Any]) -> Callable[[], None]:
+        entry: list[Any] = [position, False]
+        self._pending.append(entry)
+
+        def acknowledged() -> None:
+            entry[1] = True
+            self._settle()
+
+        return acknowledged
+
+    def advance(self, position: dict[str, Any]) -> None:
+        self.stage(position)()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _settle(self) -> None:
+        last = None
+        while self._pending and self._pending[0][1]:
+            last = self._pending.popleft()[0]
+        if last is not None:
+            self.saved = last
+            self._checkpoint.save(last)
+
+    def reset(self, position: dict[str, Any] | None) -> None:
+        """Forget what is pending (a new channel replays it) and save ``position`` if given."""
+        self._pending.clear()
+        if position is not None:
+            self.saved = position
+            self._checkpoint.save(position)
+
+    def close(self) -> None:
+        self._checkpoint.close()
+
+
+class Sequence:
+    """A per-device counter for the ids of events the device does not number itself.
+
+    Each number is saved before it is handed out, so no number is ever given to two
+    occurrences, across restarts and crashes alike: a transition that happens twice gets two
+    ids, and the bridge, which drops ids it has seen, publishes both.
+    """
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self._checkpoint = checkpoint
+        data = checkpoint.load() or {}
+        value = data.get("next")
+        self._next = value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+    def next(self) -> int:
+        number = self._next
+        self._next += 1
+        self._checkpoint.save({"next": self._next})
+        return number
+
+    def close(self) -> None:
+        self._checkpoint.close()

@@ -260,7 +260,6 @@ class DeviceConfig(ConfigModel):
     auth: Literal["auto", "none", "basic", "digest"] = "auto"
     tls: DeviceTlsConfig = DeviceTlsConfig()
     timeout: Duration = Field(10.0, description="timeout of one ordinary HTTP request")
-    poll_interval: Duration = 2.0
     offline_after: int = Field(3, ge=1, description="consecutive failures before offline")
     command_timeout: Duration = 10.0
     commands: CommandPolicy = CommandPolicy()
@@ -276,3 +275,29 @@ class DeviceConfig(ConfigModel):
             # The URL is not echoed: a mistyped one may still hold a password.
             raise ValueError("url: expected http(s)://host[:port]")
         return self
+
+
+def _check_push_token(value: SecretStr) -> SecretStr:
+    # The token is a URL path segment the device sends in clear text: long, and nothing that
+    # needs escaping. The message never repeats it.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", value.get_secret_value()):
+        raise ValueError("expected 16 to 128 letters, digits, '-' or '_' (openssl rand -hex 16)")
+    return value
+
+
+class PolledDeviceConfig(DeviceConfig):
+    """What a device without an event channel adds: the poll period and a push receiver.
+
+    With ``push_token`` set, ``GET``/``POST /push/<id>/<token>`` on the bridge's HTTP server wakes
+    the device's poller at once (spec §6); the device calls it on a trigger (Onetouch Action URL,
+    Grandstream alarm HTTP server).
+    """
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("password", "push_token")
+
+    poll_interval: Annotated[Duration, Ge(0.05)] = Field(
+        1.0, description="how often the device's status is read"
+    )
+    push_token: Annotated[SecretStr, AfterValidator(_check_push_token)] | None = Field(
+        None, description="secret path part of /push/<id>/<token>: 16 to 128 of [A-Za-z0-9_-]"
+    )

@@ -64,6 +64,12 @@ class Metrics:
             ["device", "kind"],
             registry=r,
         )
+        self.pushes = Counter(
+            "bridge_device_pushes",
+            "Accepted pushes (/push/<device>/<token>) that woke a device's poller",
+            ["device"],
+            registry=r,
+        )
         self.records_rejected = Counter(
             "bridge_device_records_rejected",
             "Vendor event records that could not be understood: logged and skipped",

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bridge.config import DeviceConfig
-    from bridge.drivers.base import Driver
+    from bridge.drivers.base import Ack, Driver
     from bridge.metrics import Metrics
     from bridge.mqtt.message import Received
     from bridge.mqtt.topics import Topics
@@ -124,12 +124,15 @@ class DeviceWorker:
 
     # -- what the driver emits ---------------------------------------------------------------
 
-    async def emit(self, update: Event | StateUpdate | DeviceInfo) -> None:
+    async def emit(
+        self, update: Event | StateUpdate | DeviceInfo, /, *, on_ack: Ack | None = None
+    ) -> None:
+        """The driver's ``Emit`` (see :class:`bridge.drivers.base.Emit`)."""
         if not self._healthy_since_failure:
             self._healthy_since_failure = True
             self._set_online()
         if isinstance(update, Event):
-            self._publish_event(update)
+            self._publish_event(update, on_ack)
         elif isinstance(update, StateUpdate):
             switches = set(self.state.get("switches", {}))
             if merge(self.state, update.values) or "updated" not in self.state:
@@ -146,15 +149,17 @@ class DeviceWorker:
             if self._discover:
                 self._discover(self)
 
-    def _publish_event(self, event: Event) -> None:
+    def _publish_event(self, event: Event, on_ack: Ack | None) -> None:
         if event.id in self._seen:
             self._seen.move_to_end(event.id)
             self._metrics.events_duplicate.labels(device=self.id).inc()
+            if on_ack is not None:
+                on_ack()  # a replay of what was handed over before: nothing to wait for
             return
         self._seen[event.id] = None
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
-        self._publish(render.event(self._topics, event, qos=self._qos))
+        self._publish(render.event(self._topics, event, qos=self._qos, on_ack=on_ack))
         if event.type == "doorbell.pressed" and self.config.snapshot_on_ring:
             self._ring.set()
         self._metrics.events.labels(device=self.id, type=event_type_label(event.type)).inc()
@@ -334,6 +339,8 @@ class DeviceWorker:
         except Exception:
             self._log.exception("command_crashed", command=name)
             raise CommandError("internal", "internal error; see the bridge log") from None
+        for update in outcome.updates:  # what the command changed, before its result
+            await self.emit(update)
         data = dict(outcome.data)
         if outcome.image is not None:
             now = utcnow()

@@ -59,11 +59,11 @@ def test_each_problem_gets_one_line() -> None:
 
 def test_durations() -> None:
     settings = build_settings(
-        {"devices": [{**DEVICE, "poll_interval": "500ms", "timeout": "1m", "command_timeout": 3}]},
+        {"devices": [{**DEVICE, "offline_after": 2, "timeout": "1m", "command_timeout": "500ms"}]},
         {},
     )
     device = settings.devices[0]
-    assert (device.poll_interval, device.timeout, device.command_timeout) == (0.5, 60.0, 3.0)
+    assert (device.offline_after, device.timeout, device.command_timeout) == (2, 60.0, 0.5)
     assert problems({"devices": [{**DEVICE, "timeout": "soon"}]})[0].startswith(
         "devices[0].timeout: invalid duration"
     )

@@ -21,6 +21,7 @@ from bridge.normalize import generic as norm
 if TYPE_CHECKING:
     from bridge.commands import CheckedCommand
     from bridge.drivers.base import DriverContext, Emit
+    from bridge.model import StateUpdate
 
 
 class GenericConfig(DeviceConfig):
@@ -41,14 +42,12 @@ class GenericDriver:
             driver="generic",
             metrics=context.metrics,
         )
-        self._emit: Emit | None = None
-        self._reject = context.rejecter(config.id)
+        self._reject = context.reject
         self._room = context.room
         self._boot: int | None = None
         self._after = 0
 
     async def run(self, emit: Emit) -> None:
-        self._emit = emit
         boot, info = norm.parse_info(
             await self._http.get_json("/api/info"), commands=sorted(self.commands)
         )
@@ -76,7 +75,7 @@ class GenericDriver:
 
     async def _deliver(self, batch: norm.Batch, emit: Emit) -> None:
         if batch.boot != self._boot:
-            await self._rebooted(batch.boot)
+            await self._rebooted(batch.boot, emit)
             return
         for record, reason in batch.malformed:
             self._reject(record, reason)
@@ -99,21 +98,18 @@ class GenericDriver:
             if state is not None:
                 await emit(state)
 
-    async def _rebooted(self, boot: int) -> None:
+    async def _rebooted(self, boot: int, emit: Emit) -> None:
         """A new boot: its numbering restarts at 1, its first record (``startup``) becomes the
         ``device.started`` event, and the state is read again."""
         self._boot, self._after = boot, 0
-        await self._refresh()
+        await emit(await self._state())
 
-    async def _refresh(self) -> None:
-        state = norm.parse_state(await self._http.get_json("/api/state"))
-        if self._emit is not None:
-            await self._emit(state)
+    async def _state(self) -> StateUpdate:
+        return norm.parse_state(await self._http.get_json("/api/state"))
 
     async def execute(self, command: CheckedCommand) -> Outcome:
         if command.name == "refresh":
-            await self._refresh()
-            return Outcome()
+            return Outcome(updates=(await self._state(),))
         if command.name == "snapshot":
             assert isinstance(command.args, SnapshotArgs)  # noqa: S101 - checked by the catalogue
             params = {k: v for k, v in command.args.model_dump().items() if v is not None}

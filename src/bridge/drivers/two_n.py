@@ -28,7 +28,6 @@ import anyio
 import structlog
 from pydantic import Field
 
-from bridge.checkpoint import Checkpoint
 from bridge.commands import (
     DialArgs,
     OpenDoorArgs,
@@ -127,14 +126,13 @@ class TwoNDriver:
         self._doorbell = norm.Doorbell(
             keys=frozenset(config.doorbell_keys), on_outgoing_call=config.doorbell_on_call
         )
-        self._reject = context.rejecter(config.id)
+        self._reject = context.reject
         self._room = context.room
         self._rng = random.Random()
-        self._checkpoint = Checkpoint(context.state_dir / f"{config.id}.2n.json")
+        self._checkpoint = context.checkpoint("2n")
         self._since: float | None = None  # our wall time of the position (or first channel)
         self._position = self._load_position()
         self._boot: int | None = self._position.boot if self._position else None
-        self._emit: Emit | None = None
         self._channel: int | None = None
         self._pulled = False  # the current channel answered a pull
         self._filter: list[str] = []
@@ -146,7 +144,6 @@ class TwoNDriver:
     # -- the event channel -------------------------------------------------------------------
 
     async def run(self, emit: Emit) -> None:
-        self._emit = emit
         info = await self._get("/api/system/info")
         self._firmware = norm.firmware_version(str(info.get("swVersion") or ""))
         caps = norm.parse_caps(await self._get("/api/log/caps"))
@@ -170,7 +167,7 @@ class TwoNDriver:
             await emit(restarted)
         while True:
             await self._room()  # backpressure: the MQTT side keeps up before we read more
-            records = await self._pull()
+            records = await self._pull(emit)
             if records is None:
                 continue
             if records:
@@ -249,7 +246,7 @@ class TwoNDriver:
             )
         return _include(min(window, max_age)), started
 
-    async def _pull(self) -> list[norm.Record] | None:
+    async def _pull(self, emit: Emit) -> list[norm.Record] | None:
         """One long poll: the records read, or None when the channel had to be reopened."""
         # Up to 10 % shorter, at random: devices started together do not stay in lock step.
         timeout = math.ceil(self._config.pull_timeout * (1 - self._rng.random() / 10))
@@ -268,10 +265,9 @@ class TwoNDriver:
                 raise
             log.info("channel_lost", reason=str(exc))
             started = await self._subscribe()
-            if self._emit is not None:
-                await self._emit(await self._baseline())
-                if started is not None:
-                    await self._emit(started)
+            await emit(await self._baseline())
+            if started is not None:
+                await emit(started)
             return None
         self._pulled = True
         records, malformed = norm.parse_events(result)
@@ -311,7 +307,7 @@ class TwoNDriver:
         if rebooted:
             await emit(await self._baseline())
         elif switches_changed:  # locked/held are in no event: read them
-            await self._emit_switches()
+            await self._emit_all(emit, await self._read_switches())
 
     def _our_call(self, event: Event) -> bool:
         """A ``doorbell_on_call`` press that is really a call the bridge placed (``dial``)."""
@@ -375,14 +371,17 @@ class TwoNDriver:
         self._refreshed_at = time.monotonic()
         return StateUpdate(values=values)
 
-    async def _emit_switches(self) -> None:
+    @staticmethod
+    async def _emit_all(emit: Emit, updates: tuple[StateUpdate, ...]) -> None:
+        for update in updates:
+            await emit(update)
+
+    async def _read_switches(self) -> tuple[StateUpdate, ...]:
         try:
-            update = await self._switches()
+            return (await self._switches(),)
         except norm.ApiError as exc:
             log.debug("status_unavailable", part="switches", reason=str(exc))
-            return
-        if self._emit is not None:
-            await self._emit(update)
+            return ()
 
     async def _switches(self) -> StateUpdate:
         caps = await self._get("/api/switch/caps")
@@ -431,9 +430,7 @@ class TwoNDriver:
         if command.name in {"answer", "hangup"}:
             return await self._call_command(command.name)
         if command.name == "refresh":
-            if self._emit is not None:
-                await self._emit(await self._baseline())
-            return Outcome()
+            return Outcome(updates=(await self._baseline(),))
         path = {"audio_test": "/api/audio/test", "reboot": "/api/system/restart"}.get(command.name)
         if path is None:
             raise CommandError("unsupported", f"this device cannot {command.name}")
@@ -453,9 +450,10 @@ class TwoNDriver:
         if args.timeout is not None:
             params["timeout"] = min(max(1, math.ceil(args.timeout)), 86_400)
         await self._get("/api/switch/ctrl", params)
-        if action not in {"on", "off", "trigger"}:
-            await self._emit_switches()
-        return Outcome(data={"switch": args.switch, "action": action})
+        updates: tuple[StateUpdate, ...] = ()
+        if action not in {"on", "off", "trigger"}:  # locked/held are in no event: read them
+            updates = await self._read_switches()
+        return Outcome(data={"switch": args.switch, "action": action}, updates=updates)
 
     async def _call_command(self, name: str) -> Outcome:
         sessions = (await self._get("/api/call/status")).get("sessions")

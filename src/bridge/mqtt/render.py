@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from bridge.mqtt.message import Message
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bridge.model import BridgeResponse, CommandResult, Event
     from bridge.mqtt.topics import Topics
 
@@ -29,8 +31,12 @@ def retained_json(topic: str, value: dict[str, Any], *, qos: int) -> Message:
     return Message(topic, dumps(value), qos, True)
 
 
-def event(topics: Topics, value: Event, *, qos: int) -> Message:
-    return Message(topics.event(value.device, value.type), value.to_json(), qos, False)
+def event(
+    topics: Topics, value: Event, *, qos: int, on_ack: Callable[[], None] | None = None
+) -> Message:
+    """An event; without ``on_ack`` (nothing can replay it) it is durable until acknowledged."""
+    topic = topics.event(value.device, value.type)
+    return Message(topic, value.to_json(), qos, False, on_ack=on_ack, durable=on_ack is None)
 
 
 def result(

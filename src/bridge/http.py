@@ -13,14 +13,15 @@ import re
 import ssl
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import anyio
 import httpx
 
 from bridge.errors import AuthError, DeviceProtocolError, DeviceUnreachableError, TlsPinError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Generator
+    from collections.abc import AsyncIterator, Generator, Mapping
 
     from bridge.config import DeviceConfig
     from bridge.metrics import Metrics
@@ -206,15 +207,49 @@ def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
     return None
 
 
-class DeviceHttp:
-    """A device's HTTP client with typed errors, size caps and request metrics."""
+class Session(Protocol):
+    """A vendor login that the device keeps as a session (Ultra Stream: ``login`` with the md5
+    of the password, then a ``sid`` cookie on every request).
 
-    def __init__(
-        self, client: httpx.AsyncClient, *, device: str, driver: str, metrics: Metrics
+    :class:`DeviceHttp` logs in before the first request, sends ``headers`` with every request,
+    and when ``expired`` says a reply means "session invalid" it logs in again and repeats the
+    request once. ``login`` sends with ``http.send`` (no session, no lock: it runs inside a
+    request) and raises ``AuthError`` for refused credentials.
+    """
+
+    async def login(self, http: DeviceHttp) -> Mapping[str, str]:
+        """Log in; return the headers that carry the session (e.g. ``{"cookie": "sid=..."}``)."""
+        ...
+
+    def expired(self, body: bytes) -> bool:
+        """True when ``body`` (an HTTP 2xx reply) says the session is no longer valid."""
+        ...
+
+
+class DeviceHttp:
+    """A device's HTTP client with typed errors, size caps and request metrics.
+
+    ``serial`` makes every request wait for the one before it: devices with a small embedded
+    web server get one request at a time, whoever sends it (poller or command). ``session``
+    plugs in a vendor login (see :class:`Session`).
+    """
+
+    def __init__(  # noqa: PLR0913 - keyword-only options
+        self,
+        client: httpx.AsyncClient,
+        *,
+        device: str,
+        driver: str,
+        metrics: Metrics,
+        serial: bool = False,
+        session: Session | None = None,
     ) -> None:
         self.client = client
         self.device = device
         self._histogram = metrics.device_requests.labels(driver=driver)
+        self._lock = anyio.Lock() if serial else None
+        self._session = session
+        self._session_headers: Mapping[str, str] | None = None
 
     @asynccontextmanager
     async def _mapped(self, what: str) -> AsyncIterator[None]:
@@ -259,12 +294,61 @@ class DeviceHttp:
         max_bytes: int = MAX_BODY,
         measure: bool = True,
     ) -> bytes:
-        """Send one request and return the body; every failure is a ``DeviceError``."""
+        """Send one request and return the body; every failure is a ``DeviceError``.
+
+        With a session: logged in first, and logged in again and repeated once when the reply
+        says the session expired.
+        """
+        options: dict[str, Any] = {
+            "params": params,
+            "json_body": json_body,
+            "timeout": timeout,
+            "max_bytes": max_bytes,
+            "measure": measure,
+        }
+        async with self._turn():
+            if self._session is None:
+                return await self.send(method, path, **options)
+            if self._session_headers is None:
+                self._session_headers = await self._session.login(self)
+            body = await self.send(method, path, headers=self._session_headers, **options)
+            if not self._session.expired(body):
+                return body
+            self._session_headers = await self._session.login(self)
+            return await self.send(method, path, headers=self._session_headers, **options)
+
+    def forget_session(self) -> None:
+        """Log in again before the next request (after a device reboot, say)."""
+        self._session_headers = None
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._lock is None:
+            yield
+            return
+        async with self._lock:
+            yield
+
+    async def send(  # noqa: PLR0913 - keyword-only options of one request
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,  # noqa: ANN401 - any JSON value
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        max_bytes: int = MAX_BODY,
+        measure: bool = True,
+    ) -> bytes:
+        """One request as it is: no session, no turn (what a ``Session.login`` uses)."""
         what = f"{method} {path}"
         started = time.perf_counter()
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout)
+        if headers:
+            extra["headers"] = dict(headers)
         async with (
             self._mapped(what),
             self.client.stream(method, path, params=params, json=json_body, **extra) as response,
@@ -304,9 +388,31 @@ class DeviceHttp:
         body = await self.request("GET", path, params=params, timeout=timeout, measure=measure)
         return self.decode_json(body, f"GET {path}", lenient=lenient)
 
-    async def post_json(self, path: str, body: Any) -> Any:  # noqa: ANN401 - JSON
+    async def post_json(self, path: str, body: Any, *, lenient: bool = False) -> Any:  # noqa: ANN401 - JSON
         reply = await self.request("POST", path, json_body=body)
-        return self.decode_json(reply, f"POST {path}")
+        return self.decode_json(reply, f"POST {path}", lenient=lenient)
+
+    async def get_text(
+        self, path: str, *, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> str:
+        """GET a plain-text reply (``key=value`` lines: see :mod:`bridge.normalize.text`).
+
+        UTF-8, or Latin-1 where the bytes are not UTF-8 (embedded devices send either); NUL
+        and other control characters but tab and line ends are refused as a malformed reply.
+        """
+        body = await self.request("GET", path, params=params, timeout=timeout)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = body.decode("latin-1")
+        if _CONTROL.search(text):
+            raise DeviceProtocolError(
+                f"GET {path}: reply holds control characters",
+                device=self.device,
+                code="bad_text",
+                detail=text[:200],
+            )
+        return text
 
     def decode_json(self, body: bytes, what: str, *, lenient: bool = False) -> Any:  # noqa: ANN401 - JSON
         """The body as JSON, or a ``DeviceProtocolError`` with the start of the body.
@@ -332,6 +438,7 @@ class DeviceHttp:
 
 
 _TRAILING_COMMA = re.compile(rb",(\s*[}\]])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _loads(body: bytes) -> Any:  # noqa: ANN401 - JSON

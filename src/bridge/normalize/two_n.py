@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.errors import CommandError, DeviceProtocolError
 from bridge.model import DeviceInfo, Event, StateUpdate, make_event
+from bridge.normalize.coerce import as_bool, as_int, as_str, clean, redact
 
 VENDOR = "2N"
 
@@ -39,7 +40,6 @@ HIDDEN_BY_DEFAULT: frozenset[str] = frozenset(
     }
 )
 
-REDACTED = "***"
 _SECRET_KEYS = frozenset({"code", "pin", "password", "passwd"})
 _UINT32 = 2**32
 
@@ -115,39 +115,9 @@ def command_error(error: ApiError, command: str) -> CommandError:
     return CommandError(code, f"{command}: {error} - {hint}")
 
 
-# --- lenient coercion ---------------------------------------------------------------------
+# --- lenient coercion (shared: bridge.normalize.coerce) -----------------------------------
 
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d{1,20}\s*", value):
-        return int(value)
-    return None
-
-
-def _bool(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in {0, 1}:
-        return bool(value)
-    text = value.strip().lower() if isinstance(value, str) else None
-    return True if text in _TRUE else False if text in _FALSE else None
-
-
-def _str(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
+_int, _bool, _str, _clean = as_int, as_bool, as_str, clean
 
 
 def _in_out(value: object) -> bool | None:
@@ -156,17 +126,9 @@ def _in_out(value: object) -> bool | None:
     return True if text == "in" else False if text == "out" else _bool(value)
 
 
-def _clean(data: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in data.items() if value is not None}
-
-
 def _redact(value: object) -> object:
     """Codes (CodeEntered, Dtmf*) and anything named like a password, at any depth."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if str(k).lower() in _SECRET_KEYS else _redact(v) for k, v in value.items()
-        }
-    return [_redact(v) for v in value] if isinstance(value, list) else value
+    return redact(value, _SECRET_KEYS)
 
 
 # --- records of /api/log/pull -------------------------------------------------------------

@@ -231,7 +231,8 @@ class DeviceHttp:
 
     ``serial`` makes every request wait for the one before it: devices with a small embedded
     web server get one request at a time, whoever sends it (poller or command). ``session``
-    plugs in a vendor login (see :class:`Session`).
+    plugs in a vendor login (see :class:`Session`). ``forbidden`` is what an HTTP 403 means on
+    this device (Onetouch: the HTTP API is disabled).
     """
 
     def __init__(  # noqa: PLR0913 - keyword-only options
@@ -243,6 +244,7 @@ class DeviceHttp:
         metrics: Metrics,
         serial: bool = False,
         session: Session | None = None,
+        forbidden: str = "HTTP 403: credentials refused",
     ) -> None:
         self.client = client
         self.device = device
@@ -250,6 +252,7 @@ class DeviceHttp:
         self._lock = anyio.Lock() if serial else None
         self._session = session
         self._session_headers: Mapping[str, str] | None = None
+        self._forbidden = forbidden
 
     @asynccontextmanager
     async def _mapped(self, what: str) -> AsyncIterator[None]:
@@ -272,10 +275,10 @@ class DeviceHttp:
             raise DeviceUnreachableError(f"{what}: {reason}", device=self.device) from exc
 
     def _check_status(self, response: httpx.Response, what: str) -> None:
-        if response.status_code in {401, 403}:
-            raise AuthError(
-                f"{what}: HTTP {response.status_code}: credentials refused", device=self.device
-            )
+        if response.status_code == 401:
+            raise AuthError(f"{what}: HTTP 401: credentials refused", device=self.device)
+        if response.status_code == 403:
+            raise AuthError(f"{what}: {self._forbidden}", device=self.device)
         if response.status_code >= 300:
             raise DeviceProtocolError(
                 f"{what}: HTTP {response.status_code}",

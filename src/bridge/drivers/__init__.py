@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from bridge.drivers import generic, two_n
+from bridge.drivers import generic, onetouch, two_n
 
 if TYPE_CHECKING:
     from bridge.config import DeviceConfig
@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 DRIVERS: dict[str, DriverFactory] = {
     "generic": generic.GenericDriver,  # type: ignore[dict-item] # narrower config type
     "2n": two_n.TwoNDriver,  # type: ignore[dict-item]
+    "onetouch": onetouch.OnetouchDriver,  # type: ignore[dict-item]
 }
 
-AnyDeviceConfig = Annotated[generic.GenericConfig | two_n.TwoNConfig, Field(discriminator="driver")]
+AnyDeviceConfig = Annotated[
+    generic.GenericConfig | two_n.TwoNConfig | onetouch.OnetouchConfig,
+    Field(discriminator="driver"),
+]
 
 
 def build_driver(config: DeviceConfig, context: DriverContext) -> Driver:

@@ -20,7 +20,12 @@ def problems(data: dict[str, object], environ: dict[str, str] | None = None) -> 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_example_is_valid(path: Path) -> None:
-    environ = {"MQTT_PASSWORD": "x", "FRONT_DOOR_PASSWORD": "y"}
+    environ = {
+        "MQTT_PASSWORD": "x",
+        "FRONT_DOOR_PASSWORD": "y",
+        "SIDE_GATE_PASSWORD": "z",
+        "SIDE_GATE_PUSH_TOKEN": "0123456789abcdef0123456789abcdef",
+    }
     settings = load_settings(path, environ)
     assert settings.devices
 
@@ -240,5 +245,5 @@ def test_urls_are_checked_before_first_use_and_never_echoed(
 def test_checks_across_keys_name_the_key_they_are_about() -> None:
     assert problems({"http": {"listen": "9880"}}) == ["http.listen: expected host:port, got '9880'"]
     assert problems({"devices": [{"id": "a", "url": "http://x"}]}) == [
-        "devices[0].driver: required (one of 2n, generic)"
+        "devices[0].driver: required (one of 2n, generic, onetouch)"
     ]

@@ -8,7 +8,8 @@ polls and diffs. Three cadences, one request at a time:
   (:mod:`bridge.normalize.transitions`);
 - *logs*, every ``log_interval``: new records of ``doorlog/get`` and ``callog/get`` by record
   ``ID`` (access, cards, calls);
-- *slow*, every 30 s: ``sip/status`` and ``system/status`` (a reboot: the uptime went back).
+- *slow*, every ``slow_interval`` (30 s): ``sip/status`` and ``system/status`` (a reboot: the
+  uptime went back).
 
 Log positions are checkpointed only past events the broker acknowledged, so a bridge restart
 publishes what was written meanwhile once, and nothing twice (bounded by ``replay_max_age``).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,15 +42,12 @@ from bridge.normalize.transitions import transitions
 from bridge.normalize.uptime import Clock, rebooted
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from bridge.checkpoint import Cursor
     from bridge.commands import CheckedCommand
     from bridge.drivers.base import DriverContext, Emit
 
 log = structlog.get_logger("bridge.driver")
 
-SLOW_INTERVAL = 30.0
 CALL_LOG_PATHS = ("callog", "calllog")  # the manual's sections vs its function table (§2)
 FORBIDDEN = "HTTP 403: the HTTP API is disabled on the device (web UI: Intercom > HTTP API)"
 
@@ -61,6 +59,9 @@ class OnetouchConfig(PolledDeviceConfig):
         description="GET /api/<target>/<action>?... or POST /api/ with a JSON envelope (§1.2-1.3)",
     )
     log_interval: Duration = Field(2.0, description="how often the door and call logs are read")
+    slow_interval: Duration = Field(
+        30.0, description="how often SIP registration and the uptime (reboots) are read"
+    )
     replay_max_age: Duration = Field(
         300.0, description="after a restart, publish log records at most this old"
     )
@@ -145,7 +146,7 @@ class OnetouchDriver:
                     on_wake=True,
                 ),
                 Cadence("logs", self._config.log_interval, lambda: self._poll_logs(emit)),
-                Cadence("slow", SLOW_INTERVAL, lambda: self._poll_slow(emit)),
+                Cadence("slow", self._config.slow_interval, lambda: self._poll_slow(emit)),
             ],
             self._context.wakeup,
             rng=self._rng,
@@ -273,7 +274,9 @@ class OnetouchDriver:
             log.warning("log_restarted", log=log_name, last_id=last, newest_id=newest)
             cursor.reset({"id": newest, "saved": time.time()})
             return
-        oldest = utcnow() - timedelta(seconds=self._config.replay_max_age)
+        # Ages by the device's own clock: the log's times are the device's too.
+        now = datetime.fromtimestamp(self._clock.system_time, UTC) if self._clock else utcnow()
+        oldest = now - timedelta(seconds=self._config.replay_max_age)
         for record in records:
             if record.id <= last:
                 continue

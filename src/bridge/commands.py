@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 
 class Args(BaseModel):
-    """Base of command arguments: unknown arguments are refused, not ignored."""
+    """Base of command arguments: unknown arguments are refused, not ignored, and every value
+    must have the type the catalogue names: no ``true`` for a door number, no ``"yes"`` for
+    ``on``, no ``"2"`` or ``2.0`` for an integer (docs/commands.md promises ``invalid_args``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NoArgs(Args):

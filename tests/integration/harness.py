@@ -15,7 +15,11 @@ from bridge.simulators.base import Simulator
 from tests.helpers import free_port
 
 # Short long polls, so a stopping bridge never waits long on one.
-POLL = {"generic": {"poll_timeout": "5s"}, "2n": {"pull_timeout": "5s"}}
+POLL: dict[str, dict[str, str]] = {
+    "generic": {"poll_timeout": "5s"},
+    "2n": {"pull_timeout": "5s"},
+    "onetouch": {},
+}
 
 
 def bridge_config(

@@ -120,3 +120,48 @@ def test_a_boolean_id_is_refused_not_turned_into_1() -> None:
     with pytest.raises(CommandError) as caught:
         parse_command(b'{"command": "refresh", "id": true}')
     assert caught.value.code == "bad_request"
+
+
+# Values of the wrong type, per argument type: each must be refused, never converted.
+WRONG: dict[str, list[object]] = {
+    "integer": [True, False, "2", 2.0, 2.5, None],
+    "boolean": ["yes", "true", 1, 0, 1.0, None],
+    "string": [1, 2.5, True, None, ["x"]],
+}
+STRICT_CASES = [
+    ("open_door", "door", "integer", {}),
+    ("set_switch", "switch", "integer", {"on": True}),
+    ("set_switch", "on", "boolean", {}),
+    ("set_output", "on", "boolean", {"port": "relay1"}),
+    ("dial", "number", "string", {}),
+    ("snapshot", "width", "integer", {}),
+    ("snapshot", "time", "integer", {}),
+    ("ptz", "speed", "integer", {"action": "left"}),
+    ("motion_detection", "enabled", "boolean", {}),
+]
+
+
+@pytest.mark.parametrize(("command", "arg", "kind", "others"), STRICT_CASES)
+def test_args_are_strictly_typed(
+    command: str, arg: str, kind: str, others: dict[str, object]
+) -> None:
+    supported = frozenset(CATALOGUE)
+    for value in WRONG[kind]:
+        if value is None and CATALOGUE[command].args.model_fields[arg].default is None:
+            continue  # optional: null means "not given"
+        request = CommandRequest(command=command, args={**others, arg: value})
+        with pytest.raises(CommandError) as caught:
+            check_command(request, supported=supported, policy=CommandPolicy(allow=list(supported)))
+        assert caught.value.code == "invalid_args", (command, arg, value)
+        assert caught.value.message.startswith(f"{arg}:"), caught.value.message
+
+
+def test_every_typed_argument_has_a_strictness_case() -> None:
+    covered = {(c, a) for c, a, _, _ in STRICT_CASES}
+    for name, spec in CATALOGUE.items():
+        for field_name, info in spec.args.model_fields.items():
+            annotation = str(info.annotation)
+            if any(t in annotation for t in ("int", "bool")) and "str | int" not in annotation:
+                if field_name == "height":
+                    continue  # the same type as width
+                assert (name, field_name) in covered, (name, field_name)

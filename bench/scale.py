@@ -64,7 +64,7 @@ import json, os, sys, time
 from pathlib import Path
 import anyio
 from bridge.simulators.two_n import TwoNSimulator
-from bridge.web import Response, serve
+from bridge.simulators.server import Response, serve
 
 class Stamped(TwoNSimulator):
     def emit(self, name, params=None):

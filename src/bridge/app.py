@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,16 +21,17 @@ from bridge.config import PolledDeviceConfig
 from bridge.drivers import build_driver
 from bridge.drivers.base import DriverContext
 from bridge.errors import StartupError
+from bridge.httpd import HttpApp, Limits, serve
 from bridge.metrics import Metrics
 from bridge.model import BridgeResponse, CommandResult, ErrorInfo, format_time, utcnow
 from bridge.mqtt import render
 from bridge.mqtt.discovery import device_discovery
 from bridge.mqtt.link import MqttLink
+from bridge.mqtt.store import store_path
 from bridge.mqtt.topics import Topics
 from bridge.shard import shard_of
 from bridge.supervisor import DeviceWorker
 from bridge.systemd import Notifier
-from bridge.web import Request, Response, serve
 
 if TYPE_CHECKING:
     import httpx
@@ -95,6 +97,7 @@ class Bridge:
             will=render.bridge_state(self.topics, online=False, qos=1),
             subscriptions=self._subscriptions(),
             metrics=self.metrics,
+            store=store_path(self.settings.state_dir, shard.index),
         )
         shard = self.settings.shard
         mine = [
@@ -149,8 +152,11 @@ class Bridge:
         async with anyio.create_task_group() as tg:
             if self.settings.http.enabled:
                 http = self.settings.http
+                app = self.http_app()
                 try:
-                    self.http_port = await tg.start(serve, self.handle_http, http.host, http.port)
+                    self.http_port = await tg.start(
+                        partial(serve, app, http.host, http.port, limits=app.limits)
+                    )
                 except OSError as exc:
                     raise StartupError(f"http.listen {http.listen}: {exc.strerror}") from None
             await tg.start(self.link.run)
@@ -197,10 +203,20 @@ class Bridge:
         for worker in self.workers.values():
             worker.stopped()
         self.link.publish(render.bridge_state(self.topics, online=False, qos=1))
-        with anyio.move_on_after(SHUTDOWN_FLUSH) as scope:
+        # Flush for up to SHUTDOWN_FLUSH (at once when the broker is away: nothing can leave).
+        # What is not acknowledged by then is not lost: durable events wait in the store, and
+        # devices replay the others, because their checkpoints only moved past acknowledged ones.
+        with anyio.move_on_after(SHUTDOWN_FLUSH):
             await self.link.close()
-        if scope.cancelled_caught:
-            log.warning("shutdown_flush_incomplete", pending=self.link.pending)
+        backlog = self.link.backlog()
+        if backlog.pending:
+            log.warning(
+                "shutdown_flush_incomplete",
+                kept=backlog.kept,
+                replayable=backlog.replayable,
+                lost=backlog.lost,
+                pending=backlog.pending,
+            )
         log.info("bridge_stopped")
 
     async def _signals(self) -> None:
@@ -327,6 +343,18 @@ class Bridge:
         self.metrics.pushes.labels(device=device).inc()
         return True
 
+    def http_app(self) -> HttpApp:
+        """The app of the HTTP server (``bridge.httpd``): this bridge's metrics, health,
+        readiness and push receivers."""
+        http = self.settings.http
+        return HttpApp(
+            metrics=self.metrics.exposition,
+            health=self.health,
+            ready=lambda: self.link.connected,
+            push=self.push,
+            limits=Limits(timeout=http.timeout, max_connections=http.max_connections),
+        )
+
     # -- views -------------------------------------------------------------------------------
 
     def _alive(self) -> bool:
@@ -351,16 +379,3 @@ class Bridge:
             "mqtt_connected": self.link.connected,
             "devices": {w.id: bool(w.online) for w in self.workers.values()},
         }
-
-    async def handle_http(self, request: Request) -> Response:
-        if request.path == "/metrics":
-            return Response(
-                body=self.metrics.exposition(), content_type="text/plain; version=0.0.4"
-            )
-        if request.path == "/healthz":
-            health = self.health()
-            return Response(200 if health["healthy"] else 503, render.dumps(health))
-        if request.path == "/readyz":
-            ready = self.link.connected
-            return Response(200 if ready else 503, render.dumps({"ready": ready}))
-        return Response(404, b'{"error":"not found"}')

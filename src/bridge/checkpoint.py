@@ -35,6 +35,7 @@ class Checkpoint:
         self._fd: int | None = None
         self._size = 0  # the longest content written: shorter ones are padded to it
         self._write_failed = False
+        self._closed = False  # closed by its owner: later saves open, write and close again
 
     def load(self) -> dict[str, Any] | None:
         try:
@@ -64,12 +65,21 @@ class Checkpoint:
             if not self._write_failed:
                 log.warning("checkpoint_write_failed", path=str(self.path), error=str(exc))
             self._write_failed = True
-            self.close()
+            self._release()
         else:
             self._size = max(self._size, len(payload))
             self._write_failed = False
+            if self._closed:
+                self._release()
 
     def close(self) -> None:
+        """Release the file. A save after this still works (an acknowledgement that arrives
+        while the bridge flushes at shutdown, after the driver closed): it reopens the file and
+        closes it again."""
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -132,6 +142,23 @@ class Cursor:
 
     def close(self) -> None:
         self._checkpoint.close()
+
+
+def all_of(ack: Callable[[], None], count: int) -> Callable[[], None]:
+    """One ``on_ack`` for ``count`` events that share a position (one device record that gives
+    several events): ``ack`` runs once every one of them was acknowledged, i.e. on the
+    ``count``-th call."""
+    if count <= 1:
+        return ack
+    remaining = count
+
+    def one() -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0:
+            ack()
+
+    return one
 
 
 class Sequence:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from annotated_types import Ge
+from annotated_types import Ge, Gt
 from pydantic import (
     AfterValidator,
     AllowInfNan,
@@ -177,7 +177,18 @@ class HomeAssistantConfig(ConfigModel):
 
 class HttpConfig(ConfigModel):
     enabled: bool = True
-    listen: str = Field("127.0.0.1:9880", description="host:port of /metrics, /healthz, /readyz")
+    listen: str = Field(
+        "127.0.0.1:9880",
+        description="host:port of /metrics, /healthz, /readyz and the push receivers /push/...",
+    )
+    timeout: Annotated[Duration, Gt(0)] = Field(
+        5.0,
+        description="deadline of a request's head (from the connection's start or the previous "
+        "response: also the idle keep-alive time), of its body, and of sending the response",
+    )
+    max_connections: int = Field(
+        100, ge=1, description="connections served at once; more wait in the listen backlog"
+    )
 
     @model_validator(mode="after")
     def _check_listen(self) -> HttpConfig:

@@ -1,4 +1,4 @@
-"""The small HTTP server shared by the bridge and the simulators, over real loopback sockets."""
+"""The simulators' small HTTP server (bridge.simulators.server), over real loopback sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import anyio
 import httpx
 import pytest
 
-from bridge.web import DropConnectionError, Request, Response, serve
+from bridge.simulators.server import DropConnectionError, Request, Response, serve
 
 pytestmark = pytest.mark.anyio
 

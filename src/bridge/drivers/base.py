@@ -10,6 +10,7 @@ import anyio
 import structlog
 
 from bridge.checkpoint import Checkpoint, Cursor, Sequence
+from bridge.http import DeviceHttp, make_client
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -97,6 +98,16 @@ class DriverContext:
     transport: httpx.AsyncBaseTransport | None = None
     room: Callable[[], Awaitable[None]] = _no_backpressure
     wakeup: Wakeup = field(default_factory=Wakeup)
+
+    def http(self, config: DeviceConfig, **options: Any) -> DeviceHttp:  # noqa: ANN401
+        """This device's HTTP client (``options``: ``serial``, ``session``, ``forbidden``)."""
+        return DeviceHttp(
+            make_client(config, transport=self.transport),
+            device=self.device,
+            driver=config.driver,
+            metrics=self.metrics,
+            **options,
+        )
 
     def checkpoint(self, kind: str) -> Checkpoint:
         """The checkpoint file of this device for ``kind`` (the driver name, or a log name)."""

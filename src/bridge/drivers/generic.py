@@ -2,21 +2,30 @@
 
 It is the reference driver: the demo and the core's integration tests run it against
 ``bridge.simulators.generic``. Vendor drivers follow the same shape.
+
+Events are read by position (``after``: the last ``seq`` read, within one device boot). The
+position is checkpointed in ``<state_dir>/<device>.generic.json`` as ``{"boot", "seq"}`` by a
+:class:`~bridge.checkpoint.Cursor`, so it moves only past events the broker acknowledged and a
+restarted bridge resumes at the first one it may not have (or at the start of the boot when the
+device rebooted meanwhile).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+import structlog
 from pydantic import Field
 
 from bridge.commands import SetSwitchArgs, SnapshotArgs
 from bridge.config import DeviceConfig, Duration
 from bridge.drivers.base import Outcome
 from bridge.errors import CommandError, DeviceProtocolError
-from bridge.http import MAX_IMAGE, DeviceHttp, make_client
+from bridge.http import MAX_IMAGE
 from bridge.model import utcnow
 from bridge.normalize import generic as norm
+
+log = structlog.get_logger("bridge.driver")
 
 if TYPE_CHECKING:
     from bridge.commands import CheckedCommand
@@ -36,16 +45,21 @@ class GenericDriver:
 
     def __init__(self, config: GenericConfig, context: DriverContext) -> None:
         self._config = config
-        self._http = DeviceHttp(
-            make_client(config, transport=context.transport),
-            device=config.id,
-            driver="generic",
-            metrics=context.metrics,
-        )
+        self._http = context.http(config)
         self._reject = context.reject
         self._room = context.room
-        self._boot: int | None = None
-        self._after = 0
+        self._cursor = context.cursor("generic")
+        self._boot, self._after = self._load_position()
+
+    def _load_position(self) -> tuple[int | None, int]:
+        data = self._cursor.load()
+        if data is None:
+            return None, 0
+        boot, seq = data.get("boot"), data.get("seq")
+        if type(boot) is int and type(seq) is int:  # not bool, not anything else
+            return boot, seq
+        log.warning("checkpoint_ignored", device=self._config.id, reason="unexpected content")
+        return None, 0
 
     async def run(self, emit: Emit) -> None:
         boot, info = norm.parse_info(
@@ -86,15 +100,19 @@ class GenericDriver:
             )
         received = utcnow()
         for record in batch.records:
-            self._after = max(self._after, int(record["seq"]))
+            seq = int(record["seq"])
+            self._after = max(self._after, seq)
+            position = {"boot": batch.boot, "seq": self._after}
             try:
                 event, state = norm.normalize(
                     self._config.id, batch.boot, record, received=received
                 )
             except DeviceProtocolError as exc:
                 self._reject(record, str(exc))
+                self._cursor.advance(position)
                 continue
-            await emit(event)
+            # The checkpoint passes this record once the broker acknowledged its event.
+            await emit(event, on_ack=self._cursor.stage(position))
             if state is not None:
                 await emit(state)
 
@@ -129,4 +147,5 @@ class GenericDriver:
         return Outcome(data=data if isinstance(data, dict) else {})
 
     async def aclose(self) -> None:
+        self._cursor.close()
         await self._http.client.aclose()

@@ -34,7 +34,6 @@ from bridge.config import Duration, PolledDeviceConfig
 from bridge.drivers.base import Outcome
 from bridge.drivers.polling import Cadence, Poller
 from bridge.errors import CommandError, DeviceProtocolError
-from bridge.http import DeviceHttp, make_client
 from bridge.model import Event, StateUpdate, event_id, is_event_type, utcnow
 from bridge.normalize import onetouch as norm
 from bridge.normalize.coerce import redact
@@ -95,11 +94,8 @@ class OnetouchDriver:
     def __init__(self, config: OnetouchConfig, context: DriverContext) -> None:
         self._config = config
         self._context = context
-        self._http = DeviceHttp(
-            make_client(config, transport=context.transport),
-            device=config.id,
-            driver="onetouch",
-            metrics=context.metrics,
+        self._http = context.http(
+            config,
             serial=True,  # an embedded web server: one request at a time (§6.1)
             forbidden=FORBIDDEN,
         )

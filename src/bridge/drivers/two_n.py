@@ -7,8 +7,9 @@ after every device boot, so an event is identified by (boot epoch, id) and the d
 
 When the channel is lost (expired, invalid, device rebooted) the driver subscribes again with
 ``include=-<seconds>`` reaching back to just before that position, and drops what it already
-handed over. The position is checkpointed in ``state_dir`` after every batch, so a restarted
-bridge resumes the same way; ``replay_max_age`` bounds how far back it reaches, so a doorbell
+handed over. The checkpoint in ``state_dir`` (a :class:`~bridge.checkpoint.Cursor`) moves only
+past events the broker acknowledged, so a bridge restarted after any stop resumes at the first
+event the broker may not have; ``replay_max_age`` bounds how far back it reaches, so a doorbell
 from an hour ago never rings.
 
 Normalization is pure and lives in :mod:`bridge.normalize.two_n`; the API is summarised in
@@ -28,6 +29,7 @@ import anyio
 import structlog
 from pydantic import Field
 
+from bridge.checkpoint import all_of
 from bridge.commands import (
     DialArgs,
     OpenDoorArgs,
@@ -38,7 +40,7 @@ from bridge.commands import (
 from bridge.config import DeviceConfig, Duration
 from bridge.drivers.base import Outcome
 from bridge.errors import AuthError, CommandError, DeviceProtocolError
-from bridge.http import MAX_IMAGE, DeviceHttp, make_client
+from bridge.http import MAX_IMAGE
 from bridge.model import Event, StateUpdate, make_event, utcnow
 from bridge.normalize import two_n as norm
 
@@ -99,6 +101,13 @@ def _same_boot(a: int, b: int) -> bool:
     return abs(a - b) <= BOOT_SLACK
 
 
+def _checkpoint(position: Position, since: float) -> dict[str, Any]:
+    """The checkpoint content: the position and ``saved``, the bridge's wall time before which
+    no event after the position happened (the replay window when the device clock is unknown).
+    """
+    return {**asdict(position), "saved": since}
+
+
 class TwoNDriver:
     commands = frozenset(
         {
@@ -117,21 +126,19 @@ class TwoNDriver:
 
     def __init__(self, config: TwoNConfig, context: DriverContext) -> None:
         self._config = config
-        self._http = DeviceHttp(
-            make_client(config, transport=context.transport),
-            device=config.id,
-            driver="2n",
-            metrics=context.metrics,
-        )
+        self._http = context.http(config)
         self._doorbell = norm.Doorbell(
             keys=frozenset(config.doorbell_keys), on_outgoing_call=config.doorbell_on_call
         )
         self._reject = context.reject
         self._room = context.room
         self._rng = random.Random()
-        self._checkpoint = context.checkpoint("2n")
-        self._since: float | None = None  # our wall time of the position (or first channel)
-        self._position = self._load_position()
+        # Saved only past acknowledged events; the same file and content as ever.
+        self._cursor = context.cursor("2n")
+        # Our wall time before which no event after the position happened: what the replay
+        # window reaches back to when the device clock is unknown.
+        self._since: float | None = None
+        self._position = self._load_position()  # the last event handed over
         self._boot: int | None = self._position.boot if self._position else None
         self._channel: int | None = None
         self._pulled = False  # the current channel answered a pull
@@ -167,11 +174,15 @@ class TwoNDriver:
             await emit(restarted)
         while True:
             await self._room()  # backpressure: the MQTT side keeps up before we read more
+            sent = time.time()
             records = await self._pull(emit)
             if records is None:
                 continue
             if records:
                 await self._deliver(records, emit)
+            # What this pull did not return happened after it was sent (a reply cut short by the
+            # device's batch size makes this an estimate, as the device clock path is not).
+            self._since = sent
             if self._refresh_due():  # also under steady traffic
                 await emit(await self._baseline())
 
@@ -192,7 +203,9 @@ class TwoNDriver:
             raise DeviceProtocolError("log/subscribe: 'id' must be an integer", device=self.id)
         self._channel, self._pulled = channel, False
         log.debug("channel_opened", channel=channel, include=include)
-        self._save_position()  # from here on, a restart replays what it missed
+        if self._position is not None:
+            # From here on, a restart replays what it missed; behind what is still pending.
+            self._cursor.advance(_checkpoint(self._position, self._since_or_now()))
         return started
 
     async def _device_clock(self) -> tuple[int, int] | None:
@@ -220,6 +233,7 @@ class TwoNDriver:
             system_time, up_time = clock
             self._boot = system_time - up_time
             self._position = Position(self._boot, id=0, up=up_time, utc=system_time)
+            self._since = time.time()
             return "new", None
         system_time, up_time = clock
         boot = system_time - up_time
@@ -231,6 +245,7 @@ class TwoNDriver:
         log.info("device_rebooted", uptime=up_time)
         self._boot = boot
         self._position = Position(boot=boot, id=0, up=0, utc=boot)
+        self._since = time.time() - up_time
         window = up_time + REPLAY_MARGIN
         started = None
         if window > max_age:  # its DeviceState startup is too old to replay: say it ourselves
@@ -277,37 +292,48 @@ class TwoNDriver:
 
     async def _deliver(self, records: list[norm.Record], emit: Emit) -> None:
         received = utcnow()
+        since = self._since_or_now()  # every record of this batch happened after it
         rebooted = switches_changed = False
         for record in records:
-            if self._is_new_boot(record):
-                log.info("device_rebooted", uptime=record.up_time)
-                self._boot, rebooted = record.boot, True
-                self._position = Position(boot=record.boot, id=0, up=0, utc=record.boot)
-            if self._boot is None:
-                self._boot = record.boot
-            position = self._position
-            if (
-                position is not None
-                and _same_boot(position.boot, self._boot)
-                and record.id <= position.id
-            ):
+            boot, new_boot = self._follow_boot(record)
+            rebooted |= new_boot
+            if self._handed_over(boot, record):
                 continue  # already handed over before the channel was reopened
             normalized = norm.normalize(
-                self.id, self._boot, record, doorbell=self._doorbell, received=received
+                self.id, boot, record, doorbell=self._doorbell, received=received
             )
-            for event in normalized.events:
-                if self._our_call(event):
-                    continue
-                await emit(event)
+            position = Position(boot, record.id, record.up_time, record.utc_time)
+            events = [event for event in normalized.events if not self._our_call(event)]
+            if events:
+                # The checkpoint passes this record once the broker has all of its events.
+                ack = all_of(self._cursor.stage(_checkpoint(position, since)), len(events))
+                for event in events:
+                    await emit(event, on_ack=ack)
+            else:
+                self._cursor.advance(_checkpoint(position, since))
             if normalized.state is not None:
-                await emit(normalized.state)
-            self._position = Position(self._boot, record.id, record.up_time, record.utc_time)
+                await emit(normalized.state)  # retained state: rebuilt after a restart
+            self._position = position
             switches_changed |= record.name in SWITCH_OPERATION_EVENTS
-        self._save_position()
         if rebooted:
             await emit(await self._baseline())
         elif switches_changed:  # locked/held are in no event: read them
             await self._emit_all(emit, await self._read_switches())
+
+    def _follow_boot(self, record: norm.Record) -> tuple[int, bool]:
+        """The boot ``record`` belongs to, and whether it is a reboot seen in the records."""
+        if self._is_new_boot(record):
+            log.info("device_rebooted", uptime=record.up_time)
+            self._boot = record.boot
+            self._position = Position(boot=record.boot, id=0, up=0, utc=record.boot)
+            return record.boot, True
+        if self._boot is None:
+            self._boot = record.boot
+        return self._boot, False
+
+    def _handed_over(self, boot: int, record: norm.Record) -> bool:
+        position = self._position
+        return position is not None and _same_boot(position.boot, boot) and record.id <= position.id
 
     def _our_call(self, event: Event) -> bool:
         """A ``doorbell_on_call`` press that is really a call the bridge placed (``dial``)."""
@@ -330,7 +356,7 @@ class TwoNDriver:
     # -- checkpoints ---------------------------------------------------------------------------
 
     def _load_position(self) -> Position | None:
-        data = self._checkpoint.load()
+        data = self._cursor.load()
         if data is None:
             return None
         try:
@@ -341,10 +367,8 @@ class TwoNDriver:
             return None
         return position
 
-    def _save_position(self) -> None:
-        if self._position is not None:
-            self._since = time.time()
-            self._checkpoint.save({**asdict(self._position), "saved": self._since})
+    def _since_or_now(self) -> float:
+        return self._since if self._since is not None else time.time()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -520,7 +544,7 @@ class TwoNDriver:
                     await self._get("/api/log/unsubscribe", {"id": channel})
                 except Exception as exc:
                     log.debug("unsubscribe_failed", reason=str(exc))
-        self._checkpoint.close()
+        self._cursor.close()
         await self._http.client.aclose()
 
 

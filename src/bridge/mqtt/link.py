@@ -12,6 +12,21 @@ A message leaves the outbox or table only when the broker has acknowledged it; w
 flight when the connection broke goes back to the front in its original order (at least once:
 consumers de-duplicate events by id). Up to ``max_inflight`` QoS 1 publishes are in flight at
 once: each is handed to the client in order, and their acknowledgements are awaited in parallel.
+
+Nothing taken from a device is lost at a stop (spec §7). For an outbox message:
+
+* ``on_ack`` is called exactly once: when ``client.publish`` returned (after PUBACK for QoS 1,
+  PUBCOMP for QoS 2, once written for QoS 0), or when the message is dropped on overflow
+  (counted). A message requeued after a broken connection is not acknowledged: its ``on_ack``
+  waits for the publish that succeeds. Drivers move their checkpoints in ``on_ack``, so after
+  any stop a device replays what the broker may not have;
+* a ``durable`` message (an event nobody can replay) is written to the store
+  (:mod:`bridge.mqtt.store`, in ``state_dir``) before ``publish`` returns and deleted when it is
+  acknowledged or dropped. ``run`` first loads what a previous run left there and publishes it
+  before anything else, in its original order.
+
+``on_ack`` and ``durable`` apply to outbox messages (events); retained messages are rebuilt from
+live state after a restart and ignore both.
 """
 
 from __future__ import annotations
@@ -35,9 +50,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.backoff import Backoff
 from bridge.mqtt.message import Message, Received
+from bridge.mqtt.store import Store
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
+    from pathlib import Path
 
     from anyio.abc import TaskStatus
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -50,10 +67,29 @@ BACKPRESSURE_AT = 1000  # outbox depth at which drivers stop reading from device
 
 
 @dataclass(slots=True)
+class _Entry:
+    """An outbox message and its row in the durable store (None: not stored)."""
+
+    message: Message
+    row: int | None = None
+
+
+@dataclass(slots=True)
 class _Flight:
     seq: int
     message: Message
     from_table: bool
+    row: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the broker has not acknowledged, by what becomes of it if the bridge stops now."""
+
+    kept: int  # durable events in the store: published at the next start
+    replayable: int  # events with ``on_ack``: their device replays them after a restart
+    lost: int  # other outbox messages (command results, responses): gone with the process
+    pending: int  # all of it, plus retained values (republished from live state at the start)
 
 
 class MqttLink:
@@ -69,6 +105,7 @@ class MqttLink:
         metrics: Metrics,
         backoff: Backoff | None = None,
         inbound_buffer: int = 1000,
+        store: Path | None = None,
     ) -> None:
         self._config = config
         self._client_id = client_id
@@ -78,7 +115,11 @@ class MqttLink:
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._table: dict[str, Message] = {}
         self._dirty: dict[str, None] = {}  # ordered set of table topics to (re)publish
-        self._outbox: deque[Message] = deque()
+        self._outbox: deque[_Entry] = deque()
+        # What waits plus what is in flight never exceeds outbox_size + max_inflight + 1 (one
+        # flight waits for a window slot), so the store only trims what a previous run left.
+        limit = config.outbox_size + config.max_inflight + 1
+        self._store = Store(store, limit) if store is not None else None
         self._inflight: dict[int, _Flight] = {}
         self._seq = 0
         self._wake = anyio.Event()
@@ -99,7 +140,11 @@ class MqttLink:
         return self._connected
 
     def publish(self, message: Message) -> None:
-        """Queue a message; never blocks. Retained messages replace their topic's last value."""
+        """Queue a message; never blocks. Retained messages replace their topic's last value.
+
+        A durable message is in the store when this returns (unless the store failed, which is
+        logged): see :mod:`bridge.mqtt.store` for what that survives.
+        """
         if self._closed.is_set():
             return
         if message.retain:
@@ -107,14 +152,40 @@ class MqttLink:
             self._dirty[message.topic] = None
         else:
             if len(self._outbox) >= self._config.outbox_size:
-                self._outbox.popleft()
-                self._metrics.outbox_dropped.inc()
-                if self._dropped_since_log == 0:
-                    log.warning("outbox_overflow", size=self._config.outbox_size)
-                self._dropped_since_log += 1
-            self._outbox.append(message)
+                self._drop(self._outbox.popleft())
+            row = None
+            if message.durable and self._store is not None:
+                row, trimmed = self._store.add(
+                    message.topic, message.payload, message.qos, message.correlation
+                )
+                self._count_dropped(trimmed)
+            self._outbox.append(_Entry(message, row))
             self._metrics.outbox_depth.set(len(self._outbox))
         self._wake.set()
+
+    def _drop(self, entry: _Entry) -> None:
+        """Give up the oldest outbox message: counted, logged once per outage, acknowledged
+        (its driver's checkpoint may move past it: it will never be published)."""
+        self._count_dropped(1)
+        self._settle(entry.message, entry.row)
+
+    def _count_dropped(self, count: int) -> None:
+        if count <= 0:
+            return
+        self._metrics.outbox_dropped.inc(count)
+        if self._dropped_since_log == 0:
+            log.warning("outbox_overflow", size=self._config.outbox_size)
+        self._dropped_since_log += count
+
+    def _settle(self, message: Message, row: int | None) -> None:
+        """The message is done with (acknowledged or dropped): out of the store, ``on_ack``."""
+        if row is not None and self._store is not None:
+            self._store.delete(row)
+        if message.on_ack is not None:
+            try:
+                message.on_ack()
+            except Exception:  # a driver's bug must not break the link
+                log.exception("on_ack_failed", topic=message.topic)
 
     def republish(self, prefix: str = "") -> None:
         """Publish retained topics under ``prefix`` again (e.g. on ``homeassistant/status``)."""
@@ -144,6 +215,21 @@ class MqttLink:
         """Messages not yet acknowledged by the broker."""
         return len(self._outbox) + len(self._dirty) + len(self._inflight)
 
+    def backlog(self) -> Backlog:
+        """``pending`` broken down by what a stop now does to it (walks the outbox: for the
+        shutdown log, not for a hot path)."""
+        kept = replayable = lost = 0
+        entries = [(e.message, e.row) for e in self._outbox]
+        entries += [(f.message, f.row) for f in self._inflight.values() if not f.from_table]
+        for message, row in entries:
+            if row is not None:
+                kept += 1
+            elif message.on_ack is not None:
+                replayable += 1
+            else:
+                lost += 1
+        return Backlog(kept=kept, replayable=replayable, lost=lost, pending=self.pending)
+
     async def close(self) -> None:
         """Flush what is queued (while connected), disconnect cleanly and stop ``run``.
 
@@ -158,8 +244,10 @@ class MqttLink:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, keep connected, and serve until ``close`` or cancellation.
 
-        Reports started at once: the bridge comes up with the broker down.
+        Reports started at once: the bridge comes up with the broker down. What a previous run
+        left in the store is queued first.
         """
+        self._restore()
         task_status.started()
         outage_logged = False
         try:
@@ -190,7 +278,27 @@ class MqttLink:
             self._connected = False
             self._metrics.mqtt_connected.set(0)
             self._inbound_send.close()
+            if self._store is not None:
+                self._store.close()
             self._closed.set()
+
+    def _restore(self) -> None:
+        """Queue what the store holds, oldest first, ahead of anything published so far."""
+        if self._store is None:
+            return
+        stored, trimmed = self._store.load()
+        self._count_dropped(trimmed)
+        if not stored:
+            return
+        entries = [
+            _Entry(Message(s.topic, s.payload, s.qos, False, s.correlation, durable=True), s.row)
+            for s in stored
+        ]
+        self._outbox.extendleft(reversed(entries))
+        while len(self._outbox) > self._config.outbox_size:
+            self._drop(self._outbox.popleft())
+        self._metrics.outbox_depth.set(len(self._outbox))
+        log.info("outbox_restored", count=len(stored), path=str(self._store.path))
 
     @property
     def _endpoint(self) -> str:
@@ -267,7 +375,7 @@ class MqttLink:
                 if self._table.get(flight.message.topic) is flight.message:
                     self._dirty[flight.message.topic] = None
             else:
-                self._outbox.appendleft(flight.message)
+                self._outbox.appendleft(_Entry(flight.message, flight.row))
         self._metrics.outbox_depth.set(len(self._outbox))
 
     async def _session(self, client: aiomqtt.Client) -> None:
@@ -307,14 +415,14 @@ class MqttLink:
         if self._dirty:
             topic = next(iter(self._dirty))
             del self._dirty[topic]
-            message, from_table = self._table[topic], True
-        elif self._outbox:
-            message, from_table = self._outbox.popleft(), False
+            self._seq += 1
+            return _Flight(self._seq, self._table[topic], from_table=True)
+        if self._outbox:
+            entry = self._outbox.popleft()
             self._metrics.outbox_depth.set(len(self._outbox))
-        else:
-            return None
-        self._seq += 1
-        return _Flight(self._seq, message, from_table)
+            self._seq += 1
+            return _Flight(self._seq, entry.message, from_table=False, row=entry.row)
+        return None
 
     async def _send(
         self, client: aiomqtt.Client, spawn: Callable[[Callable[[], Awaitable[None]]], None]
@@ -352,7 +460,10 @@ class MqttLink:
             )
         finally:
             window.release()
-        self._inflight.pop(flight.seq, None)
+        # Not found: the connection broke meanwhile and the flight went back to the outbox; the
+        # publish that succeeds then acknowledges it (at least once, on_ack once).
+        if self._inflight.pop(flight.seq, None) is not None and not flight.from_table:
+            self._settle(message, flight.row)
         self._metrics.mqtt_publishes.labels(retained=str(message.retain).lower()).inc()
         if self._closing:
             self._wake.set()

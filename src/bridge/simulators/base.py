@@ -8,16 +8,17 @@ import secrets
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.request import parse_http_list, parse_keqv_list
 
 import anyio
 
-from bridge.web import DropConnectionError, Request, Response, serve
+from bridge.simulators.server import DropConnectionError, Request, Response, serve
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator
 
-    from anyio.abc import TaskStatus
+    from anyio.abc import TaskGroup, TaskStatus
 
 FaultMode = Literal[
     "http500", "garbage", "truncated", "drop", "vendor_error", "unauthorized", "huge"
@@ -51,6 +52,7 @@ class Simulator:
         self.fault = Fault()
         self.requests = 0
         self.port: int | None = None
+        self.tasks: TaskGroup | None = None
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -61,11 +63,20 @@ class Simulator:
         *,
         task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        async with anyio.create_task_group() as tg:
-            self.port = await tg.start(
-                partial(serve, ssl_context=self.ssl_context), self.handle, host, port
-            )
-            task_status.started(self.port)
+        try:
+            async with anyio.create_task_group() as tg:
+                self.tasks = tg
+                self.on_serve(tg)
+                self.port = await tg.start(
+                    partial(serve, ssl_context=self.ssl_context), self.handle, host, port
+                )
+                task_status.started(self.port)
+        finally:
+            self.tasks = None
+
+    def on_serve(self, tasks: TaskGroup) -> None:
+        """Start what the device does in the background (timers); ``self.tasks`` is the group
+        of the serving simulator, cancelled with it, for work started later."""
 
     @property
     def url(self) -> str:
@@ -118,6 +129,22 @@ class Simulator:
         if request.headers.get("authorization") == f"Basic {expected}":
             return None
         return Response(401, b"", headers=[("www-authenticate", 'Basic realm="sim"')])
+
+    def check_digest(self, request: Request) -> Response | None:
+        """None when the request's Digest credentials are right; else the 401 that
+        ``digest_refused`` makes (``stale`` when only the nonce had expired)."""
+        fields = digest_fields(request.headers.get("authorization", ""))
+        verdict = "denied" if fields is None else self.digest_verdict(request, fields)
+        if verdict == "ok":
+            return None
+        return self.digest_refused(stale=verdict == "stale")
+
+    def digest_verdict(self, request: Request, fields: dict[str, str]) -> str:  # noqa: ARG002
+        """``ok``, ``stale`` (right credentials, expired nonce) or ``denied``."""
+        return "denied"
+
+    def digest_refused(self, *, stale: bool) -> Response:  # noqa: ARG002
+        return Response(401, b"", headers=[("www-authenticate", 'Digest realm="sim"')])
 
     async def route(self, request: Request) -> Response:
         raise NotImplementedError
@@ -172,3 +199,15 @@ async def _huge_body() -> AsyncIterator[bytes]:
     chunk = b"[" + b"0," * (512 * 1024 - 1)
     for _ in range(HUGE_BODY // len(chunk)):
         yield chunk
+
+
+def digest_fields(authorization: str) -> dict[str, str] | None:
+    """The fields of a ``Digest`` Authorization header; None for another scheme or a malformed
+    header (both are refused the same way by a device)."""
+    kind, _, fields = authorization.partition(" ")
+    if kind.lower() != "digest":
+        return None
+    try:
+        return parse_keqv_list(parse_http_list(fields))
+    except (ValueError, IndexError):
+        return None

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from bridge.simulators.base import Simulator, json_response
-from bridge.web import Request, Response
+from bridge.simulators.server import Request, Response
 
 BATCH = 128
 HISTORY = 10_000

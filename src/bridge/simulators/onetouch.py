@@ -80,7 +80,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.request import parse_http_list, parse_keqv_list
 
 import anyio
 import httpx
@@ -91,7 +90,7 @@ from bridge.simulators.server import DropConnectionError, Request, Response
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import TaskGroup
 
 AuthMode = Literal["none", "basic", "digest"]
 CallLogPath = Literal["callog", "calllog"]
@@ -401,8 +400,6 @@ class OnetouchSimulator(Simulator):
         self._changed = anyio.Event()
         self._nonces: dict[str, float] = {}  # nonce -> issue time (monotonic device time)
         self._opaque = secrets.token_hex(16)
-        self._tasks: TaskGroup | None = None
-        self._http: httpx.AsyncClient | None = None
         self._functions: dict[Key, Callable[[Args], Data]] = {
             ("system", "info"): self._system_info,
             ("system", "status"): self._system_status,
@@ -497,24 +494,8 @@ class OnetouchSimulator(Simulator):
 
     # -- serving, access ---------------------------------------------------------------------
 
-    async def serve(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve like the base class, with a task group for relay timers and Action URL GETs
-        (both cancelled with the simulator)."""
-        # An embedded device does not check the certificate of its Action URL target.
-        client = httpx.AsyncClient(timeout=PUSH_TIMEOUT, trust_env=False, verify=False)  # noqa: S501
-        try:
-            async with client, anyio.create_task_group() as tg:
-                self._http, self._tasks = client, tg
-                tg.start_soon(self._run_timers)
-                task_status.started(await tg.start(partial(super().serve, host, port)))
-        finally:
-            self._http = self._tasks = None
+    def on_serve(self, tasks: TaskGroup) -> None:
+        tasks.start_soon(self._run_timers)
 
     async def handle(self, request: Request) -> Response:
         if not request.path.startswith("/_sim/"):
@@ -535,18 +516,12 @@ class OnetouchSimulator(Simulator):
             if hmac.compare_digest(header.encode(), f"Basic {token}".encode()):
                 return None
             return self._unauthorized(f'Basic realm="{REALM}"')
-        kind, _, fields = header.partition(" ")
-        verdict = "denied"
-        if kind.lower() == "digest":
-            try:
-                verdict = self._digest_verdict(request, parse_keqv_list(parse_http_list(fields)))
-            except (ValueError, IndexError):  # a malformed header
-                verdict = "denied"
-        if verdict == "ok":
-            return None
-        return self._unauthorized(self._digest_challenge(stale=verdict == "stale"))
+        return self.check_digest(request)
 
-    def _digest_verdict(self, request: Request, fields: dict[str, str]) -> str:
+    def digest_refused(self, *, stale: bool) -> Response:
+        return self._unauthorized(self._digest_challenge(stale=stale))
+
+    def digest_verdict(self, request: Request, fields: dict[str, str]) -> str:
         """``ok``, ``stale`` (right credentials, expired nonce) or ``denied`` (RFC 2617, MD5)."""
         issued = self._nonces.get(fields.get("nonce", ""))
         qop = fields.get("qop", "")
@@ -947,18 +922,20 @@ class OnetouchSimulator(Simulator):
             self._schedule(delay, partial(self.open_door, relay))
 
     def _push(self, url: str) -> None:
-        if self._tasks is None:  # not serving: nothing can be sent
+        if self.tasks is None:  # not serving: nothing can be sent
             self.push_failures += 1
             self.pushes.append((url, None))
             self._notify()
             return
-        self._tasks.start_soon(self._send_push, url)
+        self.tasks.start_soon(self._send_push, url)
 
     async def _send_push(self, url: str) -> None:
         status: int | None = None
+        # An embedded device does not check the certificate of its Action URL target.
+        client = httpx.AsyncClient(timeout=PUSH_TIMEOUT, trust_env=False, verify=False)  # noqa: S501
         try:
-            if self._http is not None:
-                status = (await self._http.get(url)).status_code
+            async with client:
+                status = (await client.get(url)).status_code
         except (httpx.HTTPError, httpx.InvalidURL):
             status = None
         if status is None or status >= 400:

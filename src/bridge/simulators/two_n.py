@@ -24,21 +24,18 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
-from urllib.request import parse_http_list, parse_keqv_list
 
 import anyio
 
 from bridge.simulators.base import Simulator, json_response
 from bridge.simulators.generic import JPEG
-from bridge.web import DropConnectionError, Request, Response
+from bridge.simulators.server import DropConnectionError, Request, Response
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from anyio.abc import TaskGroup, TaskStatus
 
 AuthScheme = Literal["none", "basic", "digest"]
 Firmware = Literal["2.42", "2.15"]
@@ -254,7 +251,6 @@ class TwoNSimulator(Simulator):
         self._secret = b""
         self._changed = anyio.Event()  # set (and replaced) on every event and channel closure
         self._parked = anyio.Event()  # set (and replaced) whenever a pull starts waiting
-        self._tasks: TaskGroup | None = None
         self._routes: dict[str, Callable[[Params], Awaitable[Result]]] = {
             "/api/system/info": self._system_info,
             "/api/system/status": self._system_status,
@@ -306,21 +302,6 @@ class TwoNSimulator(Simulator):
 
     # -- serving and authentication ----------------------------------------------------------
 
-    async def serve(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve like the base class, keeping a task group for the switch timers."""
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tasks = tg
-                task_status.started(await tg.start(partial(super().serve, host, port)))
-        finally:
-            self._tasks = None
-
     async def handle(self, request: Request) -> Response:
         if not request.path.startswith("/_sim/") and self.clock() < self._down_until:
             raise DropConnectionError  # still restarting
@@ -338,20 +319,15 @@ class TwoNSimulator(Simulator):
             if super().check_auth(request) is None:
                 return None
             return self._unauthorized(f'Basic realm="{REALM}"')
-        kind, _, fields = request.headers.get("authorization", "").partition(" ")
-        if kind.lower() == "basic":  # Digest-only service: "invalid authentication method"
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):  # Digest-only: "invalid authentication method"
             return self._unauthorized(self._digest_challenge(stale=False), code=8)
-        verdict = "denied"
-        if kind.lower() == "digest":
-            try:
-                verdict = self._digest_verdict(request, parse_keqv_list(parse_http_list(fields)))
-            except (ValueError, IndexError):  # a malformed header
-                verdict = "denied"
-        if verdict == "ok":
-            return None
-        return self._unauthorized(self._digest_challenge(stale=verdict == "stale"))
+        return self.check_digest(request)
 
-    def _digest_verdict(self, request: Request, fields: dict[str, str]) -> str:
+    def digest_refused(self, *, stale: bool) -> Response:
+        return self._unauthorized(self._digest_challenge(stale=stale))
+
+    def digest_verdict(self, request: Request, fields: dict[str, str]) -> str:
         """``ok``, ``stale`` (right credentials, expired nonce) or ``denied`` (RFC 7616)."""
         nonce = fields.get("nonce", "")
         issued = self._nonce_issued(nonce)
@@ -660,10 +636,10 @@ class TwoNSimulator(Simulator):
             await anyio.sleep(delay)
             fire()
 
-        if delay <= 0 or self._tasks is None:
+        if delay <= 0 or self.tasks is None:
             fire()
         else:
-            self._tasks.start_soon(wait_then_fire)
+            self.tasks.start_soon(wait_then_fire)
 
     # -- HTTP API functions ------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""A small HTTP/1.1 server on anyio and h11, for ``/metrics``, health probes and simulators.
+"""The simulators' HTTP/1.1 server: anyio and h11, with fault-injection hooks.
 
-h11 already ships with httpx, so this costs no dependency. Each response goes out in a single
-write with TCP_NODELAY set, so a keep-alive peer never waits on a delayed ACK.
+Test equipment, not the bridge's server (that is :mod:`bridge.httpd`): it has no deadlines and no
+connection cap, and a handler may answer with bytes that are not HTTP (``Response.raw``,
+``Response.stream``) or drop the connection (``DropConnectionError``). Each response goes out in
+a single write with TCP_NODELAY set, so a keep-alive peer never waits on a delayed ACK (spec §9).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import ByteStream, Listener, TaskStatus
 
-log = structlog.get_logger("bridge.web")
+log = structlog.get_logger("bridge.simulators.server")
 MAX_REQUEST_BODY = 1024 * 1024
 
 

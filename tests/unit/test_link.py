@@ -1,0 +1,186 @@
+"""The broker link's acknowledgements and durable outbox, against a real mosquitto.
+
+``on_ack`` is called once the broker acknowledged a message (or it was dropped on overflow),
+never for a publish the broken connection swallowed; durable messages wait in the store.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+
+from bridge.backoff import Backoff
+from bridge.metrics import Metrics
+from bridge.mqtt.link import MqttLink
+from bridge.mqtt.message import Message
+from bridge.mqtt.store import Store
+from bridge.settings import build_settings
+from tests.helpers import Consumer, Mosquitto, free_port, wait_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.broker]
+
+
+class Acks(Counter[str]):
+    """How often each message's ``on_ack`` ran."""
+
+    def callback(self, name: str) -> Callable[[], None]:
+        def acked() -> None:
+            self[name] += 1
+
+        return acked
+
+
+def make_link(url: str, store: Path | None, metrics: Metrics, **mqtt: Any) -> MqttLink:
+    config = build_settings({"mqtt": {"url": url, **mqtt}}, {}).mqtt
+    return MqttLink(
+        config,
+        client_id=f"link-test-{free_port()}",
+        will=Message("t/will", b"offline", 1, True),
+        subscriptions=(),
+        metrics=metrics,
+        backoff=Backoff(base=0.01, cap=0.05, floor=0.01),
+        store=store,
+    )
+
+
+@asynccontextmanager
+async def running(link: MqttLink) -> AsyncIterator[MqttLink]:
+    async with anyio.create_task_group() as tg:
+        await tg.start(link.run)
+        try:
+            yield link
+        finally:
+            with anyio.fail_after(5):
+                await link.close()
+            link.inbound.close()
+
+
+def stored(path: Path) -> list[str]:
+    store = Store(path, limit=100)
+    try:
+        return [s.topic for s in store.load()[0]]
+    finally:
+        store.close()
+
+
+class Proxy:
+    """A TCP relay to the broker that can withhold the broker's replies (PUBACKs) and cut
+    every connection: a publish the broker received but the link never saw acknowledged."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self.hold = False
+        self._scopes: list[anyio.CancelScope] = []
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        self.port = listener.extra(SocketAttribute.local_port)
+        task_status.started()
+        async with listener:
+            await listener.serve(self._relay)
+
+    async def _relay(self, client: SocketStream) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes.append(scope)
+            async with client, await anyio.connect_tcp("127.0.0.1", self.upstream) as upstream:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._pump, client, upstream, False, tg.cancel_scope)
+                    tg.start_soon(self._pump, upstream, client, True, tg.cancel_scope)
+
+    async def _pump(
+        self, source: SocketStream, sink: SocketStream, replies: bool, pair: anyio.CancelScope
+    ) -> None:
+        try:
+            async for chunk in source:
+                if not (replies and self.hold):
+                    await sink.send(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        pair.cancel()
+
+    def cut(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+        self._scopes.clear()
+
+
+async def test_on_ack_runs_once_after_the_broker_acknowledged(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    proxy = Proxy(mosquitto.port)
+    path = tmp_path / "outbox.sqlite3"
+    acks = Acks()
+    metrics = Metrics()
+    async with anyio.create_task_group() as tg, Consumer(mosquitto.url, ("t/#",)) as consumer:
+        await tg.start(proxy.serve)
+        link = make_link(f"mqtt://127.0.0.1:{proxy.port}", path, metrics)
+        async with running(link):
+            await wait_until(lambda: link.connected)
+            proxy.hold = True  # the broker gets the publishes; their PUBACKs never arrive
+            link.publish(Message("t/replayable", b"1", 1, on_ack=acks.callback("replayable")))
+            link.publish(Message("t/durable", b"2", 1, durable=True))
+            link.publish(Message("t/qos0", b"3", 0, on_ack=acks.callback("qos0")))
+            await consumer.wait_for(lambda seen: {s.topic for s in seen} >= {"t/durable", "t/qos0"})
+            assert acks == {"qos0": 1}  # QoS 0: acknowledged once written
+            backlog = link.backlog()
+            assert (backlog.kept, backlog.replayable) == (1, 1)
+            # The connection breaks with both in flight: requeued, not acknowledged, sent again.
+            proxy.hold = False
+            proxy.cut()
+            await wait_until(lambda: acks["replayable"] == 1 and link.pending == 0)
+            assert link.backlog().kept == 0
+        tg.cancel_scope.cancel()
+    assert acks == {"replayable": 1, "qos0": 1}
+    topics = Counter(s.topic for s in consumer.seen)
+    # At least once: the broker had the first publish, the link never saw its PUBACK.
+    assert (topics["t/replayable"], topics["t/durable"], topics["t/qos0"]) == (2, 2, 1)
+    assert stored(path) == []  # acknowledged, so deleted
+    assert metrics.outbox_dropped._value.get() == 0
+
+
+async def test_overflow_drops_the_oldest_acknowledges_and_forgets_it(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    acks = Acks()
+    metrics = Metrics()
+    link = make_link(f"mqtt://127.0.0.1:{free_port()}", path, metrics, outbox_size=2)
+    async with running(link):  # nobody listens there: everything waits
+        for name in ("a", "b", "c"):
+            link.publish(Message(f"t/{name}", b"x", 1, durable=True))
+        link.publish(Message("t/d", b"x", 1, on_ack=acks.callback("d")))
+        link.publish(Message("t/e", b"x", 1, on_ack=acks.callback("e")))
+        assert metrics.outbox_dropped._value.get() == 3
+        assert acks == {}  # a, b, c had no on_ack; d and e wait
+        link.publish(Message("t/f", b"x", 1))
+        assert acks == {"d": 1}  # dropped: given up, its checkpoint may move past it
+        assert link.backlog().kept == 0
+    assert stored(path) == []
+    assert link.backlog().pending == 2
+
+
+async def test_what_a_previous_run_stored_goes_first_in_order(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    store = Store(path, limit=100)
+    for i in range(5):
+        store.add(f"t/old/{i}", str(i).encode(), 1)
+    store.close()
+    metrics = Metrics()
+    async with Consumer(mosquitto.url, ("t/#",)) as consumer:
+        link = make_link(mosquitto.url, path, metrics, outbox_size=3)
+        async with running(link):
+            link.publish(Message("t/new", b"n", 1, durable=True))
+            await consumer.wait_for(lambda seen: any(s.topic == "t/new" for s in seen))
+            await wait_until(lambda: link.pending == 0)
+    # Three fit the outbox with the new one: the two oldest were dropped and counted.
+    assert [s.topic for s in consumer.seen] == ["t/old/3", "t/old/4", "t/new"]
+    assert metrics.outbox_dropped._value.get() == 3
+    assert stored(path) == []

@@ -28,7 +28,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="simulated devices + broker + bridge, showing what flows")
     demo.add_argument("--mqtt-url", help="use this broker instead of an embedded one")
-    demo.add_argument("--devices", type=int, default=2, help="number of simulated devices")
+    demo.add_argument(
+        "--devices",
+        type=int,
+        default=3,
+        help="number of simulated devices: a 2N intercom, an Onetouch door station, generic ones",
+    )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--interval", type=float, default=1.5, help="seconds between activities")
     _log_options(demo, default_level="warning")

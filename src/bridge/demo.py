@@ -18,6 +18,7 @@ from bridge import logs
 from bridge.app import Bridge
 from bridge.settings import build_settings
 from bridge.simulators.generic import GenericSimulator
+from bridge.simulators.onetouch import OnetouchSimulator
 from bridge.simulators.two_n import TwoNSimulator
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
     from bridge.simulators.base import Simulator
 
-DEMO_PASSWORD = "demo-secret"  # noqa: S105 - of the simulated intercom; never printed
+DEMO_PASSWORD = "demo-secret"  # noqa: S105 - of the simulated intercoms; never printed
+DEMO_CODE = "2468"  # a resident's PIN at the side gate; never printed either
 
 
 def _free_port() -> int:
@@ -108,6 +110,8 @@ async def _activity(url: str, protocol: str, sims: dict[str, Simulator], interva
                 await client.publish(topic, json.dumps({"command": "reboot", "id": step}), qos=1)
             elif isinstance(sim, TwoNSimulator):
                 _intercom(sim, step)
+            elif isinstance(sim, OnetouchSimulator):
+                _door_station(sim, step)
             elif isinstance(sim, GenericSimulator):
                 _generic(sim, step)
 
@@ -125,6 +129,20 @@ def _intercom(sim: TwoNSimulator, step: int) -> None:
         sim.set_call_state(sim.calls[session], "terminated", "noanswer")
 
 
+def _door_station(sim: OnetouchSimulator, step: int) -> None:
+    """An Onetouch door station: cards and codes at the gate, the exit button, a visitor."""
+    if step % 3 == 0:
+        sim.swipe("00B4161D", name="Alice", valid=step % 2 == 0)
+    elif step % 4 == 0:
+        sim.set_input(1, active=not sim.input_active(1))  # the exit button
+    elif step % 2 == 0:
+        sim.enter_code(DEMO_CODE, name="Bob", valid=step % 8 != 2)
+    elif sim.call is None:
+        sim.incoming_call("101", name="Lobby")
+    else:
+        sim.end_call()
+
+
 def _generic(sim: GenericSimulator, step: int) -> None:
     if step % 3 == 0:
         sim.push("motion", zone=1, active=step % 2 == 0)
@@ -135,11 +153,14 @@ def _generic(sim: GenericSimulator, step: int) -> None:
 
 
 async def _demo(mqtt_url: str | None, count: int, duration: float | None, interval: float) -> None:
-    # The first device is a 2N intercom with digest authentication, the others generic ones.
+    # A 2N intercom and an Onetouch door station, both with digest authentication, then
+    # generic devices up to ``count``.
     sims: dict[str, Simulator] = {
-        "front-door": TwoNSimulator(username="demo", password=DEMO_PASSWORD, serial="54-0000-0042")
+        "front-door": TwoNSimulator(username="demo", password=DEMO_PASSWORD, serial="54-0000-0042"),
+        "side-gate": OnetouchSimulator(username="demo", password=DEMO_PASSWORD),
     }
-    sims |= {f"door-{i}": GenericSimulator(serial=f"SIM-{i:04d}") for i in range(2, count + 1)}
+    sims = dict(list(sims.items())[: max(1, count)])
+    sims |= {f"door-{i}": GenericSimulator(serial=f"SIM-{i:04d}") for i in range(3, count + 1)}
     async with anyio.create_task_group() as tg:
         for sim in sims.values():
             await tg.start(sim.serve)
@@ -181,6 +202,17 @@ def _device(name: str, sim: Simulator) -> dict[str, Any]:
             "username": "demo",
             "password": DEMO_PASSWORD,
             "pull_timeout": "5s",
+        }
+    if isinstance(sim, OnetouchSimulator):
+        return {
+            "id": name,
+            "driver": "onetouch",
+            "url": sim.url,
+            "name": "Side gate door station",
+            "username": "demo",
+            "password": DEMO_PASSWORD,
+            "poll_interval": "500ms",
+            "log_interval": "1s",
         }
     return {"id": name, "driver": "generic", "url": sim.url, "name": name}
 

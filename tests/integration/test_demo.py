@@ -26,9 +26,12 @@ def test_demo_shows_events_and_answers_commands() -> None:
     assert seen("/event/doorbell.pressed", '"specversion":"1.0"')
     assert seen("bridge/front-door/info", '"vendor":"2N"')  # the simulated 2N intercom
     assert seen("bridge/front-door/event/")
+    assert seen("bridge/side-gate/info", '"vendor":"Onetouch"')  # the Onetouch door station
+    assert seen("bridge/side-gate/event/")
     assert seen("/command/result", '"status":"ok"')
     assert seen("/command/result", '"code":"bad_request"')
     assert seen("/command/result", '"code":"denied"')
     assert lines[-1].split() == ["bridge/bridge/state", "offline"]
     assert "Traceback" not in demo.stderr
     assert "demo-secret" not in demo.stdout + demo.stderr
+    assert '"2468"' not in demo.stdout + demo.stderr  # the PIN entered at the side gate

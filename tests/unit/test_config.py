@@ -247,3 +247,25 @@ def test_checks_across_keys_name_the_key_they_are_about() -> None:
     assert problems({"devices": [{"id": "a", "url": "http://x"}]}) == [
         "devices[0].driver: required (one of 2n, generic, onetouch)"
     ]
+
+
+def test_the_documented_push_token_command_makes_an_accepted_token() -> None:
+    # docs/configuration.md, driver onetouch: "Make one with `openssl rand -hex 16`".
+    import subprocess
+
+    token = subprocess.run(
+        ["openssl", "rand", "-hex", "16"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    device = {
+        "id": "gate",
+        "driver": "onetouch",
+        "url": "http://192.0.2.20",
+        "push_token": token,
+    }
+    settings = build_settings({"devices": [device]}, {})
+    assert settings.devices[0].push_token.get_secret_value() == token  # type: ignore[union-attr]
+    short = problems({"devices": [{**device, "push_token": "abc"}]})
+    assert short == [
+        "devices[0].push_token: expected 16 to 128 letters, digits, '-' or '_' (openssl rand -hex 16)"
+    ]
+    assert "abc" not in short[0]

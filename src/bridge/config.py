@@ -51,8 +51,17 @@ def _check_device_id(value: str) -> str:
 
 
 def _check_topic_base(value: str) -> str:
-    if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
-        raise ValueError("must be a non-empty topic without wildcards or leading/trailing '/'")
+    """What MQTT forbids in a topic name (wildcards, NUL), what breaks brokers and consumers
+    (control characters: mosquitto refuses the connection whose will carries one) and empty
+    levels (``a//b``, a leading or trailing ``/``)."""
+    if not value:
+        raise ValueError("must not be empty")
+    if any(c in value for c in "+#"):
+        raise ValueError("must not contain the wildcards '+' or '#'")
+    if any(not c.isprintable() for c in value):
+        raise ValueError("must not contain control characters (a tab, a line break, NUL)")
+    if "" in value.split("/"):
+        raise ValueError("must not have empty levels ('//', or a leading or trailing '/')")
     return value
 
 

@@ -62,6 +62,23 @@ class Settings(BaseSettings):
             seen.add(device.id)
         return self
 
+    @model_validator(mode="after")
+    def _known_commands(self) -> Settings:
+        """A typo in ``commands.deny`` (``open-door``) would leave the door allowed: every name
+        in a policy must be a command of the device's driver."""
+        for index, device in enumerate(self.devices):
+            known = DRIVERS[device.driver].commands  # type: ignore[attr-defined]
+            policy = device.commands
+            for key, names in (("allow", policy.allow or []), ("deny", policy.deny)):
+                unknown = [name for name in names if name not in known]
+                if unknown:
+                    listed = ", ".join(repr(name) for name in unknown)
+                    raise ValueError(
+                        f"devices[{index}].commands.{key}: unknown command {listed}; "
+                        f"the {device.driver} driver has {', '.join(sorted(known))}"
+                    )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

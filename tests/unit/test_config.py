@@ -269,3 +269,49 @@ def test_the_documented_push_token_command_makes_an_accepted_token() -> None:
         "devices[0].push_token: expected 16 to 128 letters, digits, '-' or '_' (openssl rand -hex 16)"
     ]
     assert "abc" not in short[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"mqtt": {"base_topic": "home\tbridge"}},
+            "mqtt.base_topic: must not contain control characters (a tab, a line break, NUL)",
+        ),
+        (
+            {"mqtt": {"base_topic": "home\x00"}},
+            "mqtt.base_topic: must not contain control characters (a tab, a line break, NUL)",
+        ),
+        (
+            {"mqtt": {"base_topic": "home//bridge"}},
+            "mqtt.base_topic: must not have empty levels ('//', or a leading or trailing '/')",
+        ),
+        (
+            {"mqtt": {"base_topic": "/bridge"}},
+            "mqtt.base_topic: must not have empty levels ('//', or a leading or trailing '/')",
+        ),
+        (
+            {"mqtt": {"base_topic": "bridge/#"}},
+            "mqtt.base_topic: must not contain the wildcards '+' or '#'",
+        ),
+        ({"mqtt": {"base_topic": ""}}, "mqtt.base_topic: must not be empty"),
+        (
+            {"homeassistant": {"prefix": "ha\n"}},
+            "homeassistant.prefix: must not contain control characters (a tab, a line break, NUL)",
+        ),
+        (
+            {"devices": [{**DEVICE, "driver": "2n", "commands": {"deny": ["open-door"]}}]},
+            "devices[0].commands.deny: unknown command 'open-door'; the 2n driver has answer, "
+            "audio_test, dial, hangup, open_door, reboot, refresh, set_output, set_switch, snapshot",
+        ),
+        (
+            {"devices": [{**DEVICE, "driver": "onetouch", "commands": {"allow": ["snapshot"]}}]},
+            "devices[0].commands.allow: unknown command 'snapshot'; the onetouch driver has "
+            "dial, hangup, open_door, reboot, refresh",
+        ),
+    ],
+)
+def test_values_that_end_up_in_topics_or_policies_are_checked(
+    data: dict[str, object], expected: str
+) -> None:
+    assert problems(data) == [expected]

@@ -258,6 +258,12 @@ class DeviceHttp:
     async def _mapped(self, what: str) -> AsyncIterator[None]:
         try:
             yield
+        except NotImplementedError as exc:  # httpx's DigestAuth meeting qop="auth-int" only
+            raise AuthError(
+                f"{what}: the device asks for Digest with qop=auth-int only, which bridge does "
+                "not support; let the device offer qop=auth (or Basic over HTTPS)",
+                device=self.device,
+            ) from exc
         except httpx.TimeoutException as exc:
             raise DeviceUnreachableError(f"{what}: timed out", device=self.device) from exc
         except httpx.TransportError as exc:

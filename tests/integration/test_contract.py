@@ -270,8 +270,13 @@ async def test_shards_split_the_devices_and_keep_their_own_bridge_topics(
                 assert owned[0] | owned[1] == set(sims)
                 for device in sims:
                     await consumer.first(f"bridge/{device}/availability")
-            # Shard 0 stopped: its state is offline, shard 1's is untouched.
-            stopped = consumer.on("bridge/bridge/shard/0/state")[-1]
-            assert stopped.payload == b"offline"
+            # Shard 0 stopped: its state goes offline (waited for: it may still be on its way),
+            # shard 1's is untouched.
+            await consumer.wait_for(
+                lambda _: (
+                    [s.payload for s in consumer.on("bridge/bridge/shard/0/state")][-1:]
+                    == [b"offline"]
+                )
+            )
             assert consumer.on("bridge/bridge/shard/1/state")[-1].payload == b"online"
         assert not consumer.on("bridge/bridge/state")

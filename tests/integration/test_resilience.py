@@ -75,8 +75,16 @@ async def test_broker_outage_loses_nothing_and_keeps_order(
                 <= {s.topic for s in seen[mark:]}
             )
         )
-        state = [s for s in consumer.seen[mark:] if s.topic == "bridge/front-door/state"][-1]
-        assert state.json()["inputs"]["1"]["active"] == sim.inputs["1"]
+        await consumer.wait_for(
+            lambda seen: (
+                [
+                    s.json()["inputs"]["1"]["active"]
+                    for s in seen[mark:]
+                    if s.topic == "bridge/front-door/state"
+                ][-1:]
+                == [sim.inputs["1"]]
+            )
+        )
 
 
 async def test_bridge_starts_with_the_broker_down(mosquitto: Mosquitto, tmp_path: Path) -> None:

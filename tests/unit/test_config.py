@@ -301,13 +301,17 @@ def test_the_documented_push_token_command_makes_an_accepted_token() -> None:
         ),
         (
             {"devices": [{**DEVICE, "driver": "2n", "commands": {"deny": ["open-door"]}}]},
-            "devices[0].commands.deny: unknown command 'open-door'; the 2n driver has answer, "
-            "audio_test, dial, hangup, open_door, reboot, refresh, set_output, set_switch, snapshot",
+            (
+                "devices[0].commands.deny: unknown command 'open-door'; the 2n driver has answer, "
+                "audio_test, dial, hangup, open_door, reboot, refresh, set_output, set_switch, snapshot"
+            ),
         ),
         (
             {"devices": [{**DEVICE, "driver": "onetouch", "commands": {"allow": ["snapshot"]}}]},
-            "devices[0].commands.allow: unknown command 'snapshot'; the onetouch driver has "
-            "dial, hangup, open_door, reboot, refresh",
+            (
+                "devices[0].commands.allow: unknown command 'snapshot'; the onetouch driver has "
+                "dial, hangup, open_door, reboot, refresh"
+            ),
         ),
     ],
 )

@@ -345,6 +345,16 @@ class DeviceWorker:
         if outcome.image is not None:
             now = utcnow()
             self._publish(Message(self._topics.snapshot(self.id), outcome.image, self._qos, True))
+            # A retained picture comes again at every (re)subscription: its time and size beside
+            # it tell a subscriber whether it is new (docs/mqtt-api.md).
+            about = {
+                "time": format_time(now),
+                "size": len(outcome.image),
+                "content_type": "image/jpeg",
+                "topic": self._topics.snapshot(self.id),
+            }
+            info_topic = self._topics.snapshot_info(self.id)
+            self._publish(render.retained_json(info_topic, about, qos=self._qos))
             if self._snapshot_base64:
                 encoded = base64.b64encode(outcome.image)
                 topic = self._topics.snapshot_base64(self.id)

@@ -121,6 +121,13 @@ async def test_doorbell_state_and_commands(mosquitto: Mosquitto, tmp_path: Path)
             image = await consumer.first(f"bridge/{DEVICE}/snapshot")
             assert image.payload.startswith(b"\xff\xd8")
             assert snapshot["data"]["size"] == len(image.payload)
+            about = (await consumer.first(f"bridge/{DEVICE}/snapshot/info")).json()
+            assert about == {
+                "time": snapshot["data"]["time"],
+                "size": len(image.payload),
+                "content_type": "image/jpeg",
+                "topic": f"bridge/{DEVICE}/snapshot",
+            }
 
             no_call = await command(consumer, "answer", "a1")
             assert no_call["error"]["code"] == "no_call"

@@ -54,6 +54,9 @@ class Topics:
     def snapshot(self, device: str) -> str:
         return f"{self.base}/{device}/snapshot"
 
+    def snapshot_info(self, device: str) -> str:
+        return f"{self.base}/{device}/snapshot/info"
+
     def snapshot_base64(self, device: str) -> str:
         return f"{self.base}/{device}/snapshot/base64"
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_BARE_REF = re.compile(r"\$([A-Z_][A-Z0-9_]+)")
 
 
 class Settings(BaseSettings):
@@ -101,6 +102,15 @@ def expand_env(value: Any, path: str, environ: Mapping[str, str], problems: list
     if isinstance(value, list):
         return [expand_env(v, f"{path}[{i}]", environ, problems) for i, v in enumerate(value)]
     if not isinstance(value, str):
+        return value
+    bare = _BARE_REF.fullmatch(value.strip())
+    if bare is not None:
+        # ``password: $MQTT_PASSWORD`` would be taken literally and fail far from here.
+        name = bare.group(1)
+        problems.append(
+            f"{path}: ${name} looks like an environment variable without braces: write "
+            f"${{{name}}} (a value that really is ${name} can come from a *_file)"
+        )
         return value
 
     def substitute(match: re.Match[str]) -> str:

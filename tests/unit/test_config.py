@@ -319,3 +319,14 @@ def test_values_that_end_up_in_topics_or_policies_are_checked(
     data: dict[str, object], expected: str
 ) -> None:
     assert problems(data) == [expected]
+
+
+def test_a_variable_without_braces_is_refused() -> None:
+    assert problems({"mqtt": {"password": "$MQTT_PASSWORD"}}, {"MQTT_PASSWORD": "s3cret"}) == [
+        "mqtt.password: $MQTT_PASSWORD looks like an environment variable without braces: "
+        "write ${MQTT_PASSWORD} (a value that really is $MQTT_PASSWORD can come from a *_file)"
+    ]
+    # Not a variable's shape: a password that merely starts with a dollar is a password.
+    settings = build_settings({"mqtt": {"password": "$ecret-1"}}, {})
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "$ecret-1"

@@ -152,11 +152,50 @@ def format_location(loc: tuple[int | str, ...]) -> str:
 _KEY = re.compile(r"[a-z_][a-z0-9_.]*")
 
 
+# pydantic's messages said in the project's words, by error type (``ctx`` fills the blanks).
+_MESSAGES: dict[str, str] = {
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "dict_type": "expected a mapping of keys to values",
+    "model_type": "expected a mapping of keys to values",
+    "list_type": "expected a list",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "literal_error": "expected {expected}",
+    "string_too_short": "must be at least {min_length} characters long",
+    "string_too_long": "must be at most {max_length} characters long",
+    "string_pattern_mismatch": "must match {pattern}",
+    "too_short": "must have at least {min_length} items",
+}
+
+
+def _message(err: Any) -> str:  # noqa: ANN401 - a pydantic ErrorDetails
+    template = _MESSAGES.get(err["type"])
+    if template is not None:
+        try:
+            return template.format(**err.get("ctx", {}))
+        except (KeyError, IndexError):
+            pass
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def describe_errors(exc: ValidationError) -> list[str]:
     problems = []
+    seen: set[str] = set()
     for err in exc.errors():
-        where = format_location(tuple(err["loc"]))
-        message = str(err["msg"]).removeprefix("Value error, ")
+        loc = tuple(err["loc"])
+        # A value of a union (``str | int``) fails once per member: say it once, for the key.
+        loc = tuple(p for p in loc if p not in {"str", "int", "float", "bool"} or p == loc[0])
+        where = format_location(loc)
+        message = _message(err)
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         elif err["type"] == "missing":
@@ -172,8 +211,20 @@ def describe_errors(exc: ValidationError) -> list[str]:
         if err["type"] == "value_error" and rest and _KEY.fullmatch(key):
             # A model-level check names its key first ("url: ..."): make it part of the path.
             where, message = _join(where, key), rest
+        if where in seen and err["type"] not in {"extra_forbidden", "missing"}:
+            continue
+        seen.add(where)
         problems.append(f"{where}: {message}" if where else message)
     return problems
+
+
+def _from_environment(problem: str, environ: Mapping[str, str]) -> str:
+    """``mqtt.qos: ...`` set by ``BRIDGE_MQTT__QOS`` names the variable: that is what to fix."""
+    where, sep, message = problem.partition(": ")
+    if not sep or "[" in where:
+        return problem
+    name = "BRIDGE_" + where.replace(".", "__").upper()
+    return f"{name} ({where}): {message}" if name in environ else problem
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -207,7 +258,8 @@ def build_settings(data: dict[str, Any], environ: Mapping[str, str] | None = Non
     try:
         settings = Settings(**{key: value for key, value in data.items() if key in fields})
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc) + unknown) from None
+        found = [_from_environment(p, os.environ) for p in describe_errors(exc)]
+        raise ConfigError(found + unknown) from None
     except SettingsError as exc:  # an environment override that is not valid JSON
         field = str(exc).partition('field "')[2].partition('"')[0] or "environment"
         name = f"BRIDGE_{field.upper()}"

@@ -87,7 +87,7 @@ def test_a_huge_duration_is_a_problem_not_an_overflow() -> None:
         ({1: "x"}, ["1: unknown key"]),  # raised TypeError: keywords must be strings
         (
             {None: "x", "log": {"level": "loud"}},
-            ["log.level: Input should be", "None: unknown key"],
+            ["log.level: expected", "None: unknown key"],
         ),
         # pydantic-settings options: they changed how settings load, or raised TypeError
         ({"_env_file": False}, ["_env_file: unknown key"]),
@@ -323,10 +323,48 @@ def test_values_that_end_up_in_topics_or_policies_are_checked(
 
 def test_a_variable_without_braces_is_refused() -> None:
     assert problems({"mqtt": {"password": "$MQTT_PASSWORD"}}, {"MQTT_PASSWORD": "s3cret"}) == [
-        "mqtt.password: $MQTT_PASSWORD looks like an environment variable without braces: "
-        "write ${MQTT_PASSWORD} (a value that really is $MQTT_PASSWORD can come from a *_file)"
+        (
+            "mqtt.password: $MQTT_PASSWORD looks like an environment variable without braces: "
+            "write ${MQTT_PASSWORD} (a value that really is $MQTT_PASSWORD can come from a *_file)"
+        )
     ]
     # Not a variable's shape: a password that merely starts with a dollar is a password.
     settings = build_settings({"mqtt": {"password": "$ecret-1"}}, {})
     assert settings.mqtt.password is not None
     assert settings.mqtt.password.get_secret_value() == "$ecret-1"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"mqtt": {"username": 5}}, "mqtt.username: expected text"),
+        ({"mqtt": {"qos": "x"}}, "mqtt.qos: expected a whole number"),
+        ({"mqtt": {"qos": 3}}, "mqtt.qos: must be at most 2"),
+        ({"log": {"level": "loud"}}, "log.level: expected 'debug', 'info', 'warning' or 'error'"),
+        ({"devices": {}}, "devices: expected a list"),
+        ({"devices": [{**DEVICE, "id": 5}]}, "devices[0].id: expected text"),
+        (
+            {"devices": [{**DEVICE, "enabled": "maybe"}]},
+            "devices[0].enabled: expected true or false",
+        ),
+    ],
+)
+def test_messages_are_in_the_projects_words(data: dict[str, object], expected: str) -> None:
+    assert problems(data) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("BRIDGE_MQTT__PASWORD", "x", "BRIDGE_MQTT__PASWORD (mqtt.pasword): unknown key"),
+        ("BRIDGE_MQTT__QOS", "7", "BRIDGE_MQTT__QOS (mqtt.qos): must be at most 2"),
+        ("BRIDGE_SHARD__INDEX", "a", "BRIDGE_SHARD__INDEX (shard.index): expected a whole number"),
+    ],
+)
+def test_errors_from_the_environment_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        build_settings({})
+    assert caught.value.problems == [expected]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from bridge.config import Duration
 from bridge.errors import CommandError
 from bridge.model import CommandRequest
+from bridge.validation import say
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -73,6 +74,9 @@ class SnapshotArgs(Args):
     width: int | None = Field(None, ge=16, le=4096)
     height: int | None = Field(None, ge=16, le=4096)
     time: int | None = Field(None, le=0, description="seconds into the past, where supported")
+    channel: int | None = Field(
+        None, ge=0, le=63, description="the camera channel of a multi-channel device (default: its first)"
+    )
 
 
 class StreamingArgs(Args):
@@ -196,7 +200,7 @@ def describe_validation(exc: ValidationError) -> str:
     parts: list[str] = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+        parts.append(f"{where}: {say(err)}" if where else say(err))
     return "; ".join(parts)
 
 

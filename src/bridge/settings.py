@@ -30,6 +30,7 @@ from bridge.config import (
 )
 from bridge.drivers import DRIVERS, AnyDeviceConfig
 from bridge.errors import ConfigError
+from bridge.validation import say
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -152,41 +153,6 @@ def format_location(loc: tuple[int | str, ...]) -> str:
 _KEY = re.compile(r"[a-z_][a-z0-9_.]*")
 
 
-# pydantic's messages said in the project's words, by error type (``ctx`` fills the blanks).
-_MESSAGES: dict[str, str] = {
-    "string_type": "expected text",
-    "int_type": "expected a whole number",
-    "int_parsing": "expected a whole number",
-    "int_from_float": "expected a whole number",
-    "float_type": "expected a number",
-    "float_parsing": "expected a number",
-    "bool_type": "expected true or false",
-    "bool_parsing": "expected true or false",
-    "dict_type": "expected a mapping of keys to values",
-    "model_type": "expected a mapping of keys to values",
-    "list_type": "expected a list",
-    "less_than_equal": "must be at most {le}",
-    "less_than": "must be less than {lt}",
-    "greater_than_equal": "must be at least {ge}",
-    "greater_than": "must be more than {gt}",
-    "literal_error": "expected {expected}",
-    "string_too_short": "must be at least {min_length} characters long",
-    "string_too_long": "must be at most {max_length} characters long",
-    "string_pattern_mismatch": "must match {pattern}",
-    "too_short": "must have at least {min_length} items",
-}
-
-
-def _message(err: Any) -> str:  # noqa: ANN401 - a pydantic ErrorDetails
-    template = _MESSAGES.get(err["type"])
-    if template is not None:
-        try:
-            return template.format(**err.get("ctx", {}))
-        except (KeyError, IndexError):
-            pass
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
 def describe_errors(exc: ValidationError) -> list[str]:
     problems = []
     seen: set[str] = set()
@@ -195,7 +161,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
         # A value of a union (``str | int``) fails once per member: say it once, for the key.
         loc = tuple(p for p in loc if p not in {"str", "int", "float", "bool"} or p == loc[0])
         where = format_location(loc)
-        message = _message(err)
+        message = say(err)
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         elif err["type"] == "missing":

@@ -24,7 +24,7 @@ the WAL file, which the next open replays. A power cut or kernel crash can roll 
 transactions the kernel had not yet written back (WAL pages are synced only at a checkpoint), so
 the last seconds of stored messages can be lost then; the file is never corrupted.
 ``synchronous=FULL`` would close that window at the cost of an fsync per insert and per delete
-(measured in docs/performance.md: ~20 times the cost, and a stall of the event loop on slow
+(measured in docs/performance.md: about 15 times the cost, and a stall of the event loop on slow
 storage). ``locking_mode=EXCLUSIVE``: a second process opening the same file (two instances
 configured as the same shard) fails to use it, loudly, instead of publishing the other's
 messages; it also means no ``-shm`` file.

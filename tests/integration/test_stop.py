@@ -25,8 +25,9 @@ import pytest
 import yaml
 
 from bridge.simulators.generic import GenericSimulator
+from bridge.simulators.onetouch import OnetouchSimulator
 from bridge.simulators.two_n import TwoNSimulator
-from tests.helpers import DEADLINE, POLL, Consumer, Mosquitto, free_port
+from tests.helpers import DEADLINE, POLL, Consumer, Mosquitto, free_port, wait_until
 from tests.integration.harness import bridge_config, serving
 
 if TYPE_CHECKING:
@@ -60,9 +61,10 @@ class Setup:
         self.broker = Mosquitto(tmp_path / "broker")
         self.broker.workdir.mkdir()
         self.http_port = free_port()
-        options: dict[str, Any] = (
-            {"username": "api", "password": "secret"} if driver == "2n" else {}
-        )
+        options: dict[str, Any] = {
+            "2n": {"username": "api", "password": "secret"},
+            "onetouch": {"poll_interval": "100ms", "log_interval": "100ms"},
+        }.get(driver, {})
         config = bridge_config(self.broker.url, {DEVICE: sim}, tmp_path, driver=driver, **options)
         config["http"]["listen"] = f"127.0.0.1:{self.http_port}"
         self.config_path = tmp_path / "bridge.yaml"
@@ -226,5 +228,48 @@ async def test_an_event_nobody_can_replay_waits_in_the_durable_outbox(
                 assert event_id.endswith("/start")  # the driver's own, kept for this start
                 [restored] = setup.logged(3, "outbox_restored")
                 assert restored["count"] == 1
+        finally:
+            setup.broker.stop()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+async def test_a_polled_driver_loses_nothing_at_a_stop(tmp_path: Path, how: str) -> None:
+    """Onetouch: an input change (a polled transition: only the durable outbox has it) and a
+    card (a door log record: the device replays it from the checkpointed record ID)."""
+    sim = OnetouchSimulator(auth="none")
+
+    def count(type_: str) -> str:
+        return f'bridge_events_total{{device="{DEVICE}",type="{type_}"}}'
+
+    async with serving({DEVICE: sim}):
+        setup = Setup(tmp_path, "onetouch", sim)
+        async with setup.bridge() as process:
+            await setup.wait_metric(f'bridge_device_up{{device="{DEVICE}",driver="onetouch"}}', 1)
+            reads = sim.hits["doorlog/get"]
+            await wait_until(lambda: sim.hits["doorlog/get"] >= reads + 2)  # the logs' baseline
+            sim.set_input(1, active=True)
+            sim.swipe("00B4161D", name="Alice", door=0)
+            for type_ in ("input.changed", "card.read", "access.granted"):
+                await setup.wait_metric(count(type_), 1)
+            await setup.stop(process, how)
+        if how == "sigterm":
+            [incomplete] = setup.logged(1, "shutdown_flush_incomplete")
+            assert incomplete["kept"] >= 1  # the input change
+            assert incomplete["replayable"] >= 2  # the card's two events
+
+        setup.broker.start()
+        try:
+            async with Consumer(setup.broker.url) as consumer:
+                async with setup.bridge() as process:
+                    await consumer.wait_for(
+                        lambda _: all(
+                            events(consumer, t)
+                            for t in ("input.changed", "card.read", "access.granted")
+                        )
+                    )
+                    await setup.stop(process, "sigterm")
+                await barrier(consumer)  # a duplicate would have arrived by now
+                for type_ in ("input.changed", "card.read", "access.granted"):
+                    assert len(events(consumer, type_)) == 1, type_
         finally:
             setup.broker.stop()

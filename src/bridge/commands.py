@@ -75,7 +75,10 @@ class SnapshotArgs(Args):
     height: int | None = Field(None, ge=16, le=4096)
     time: int | None = Field(None, le=0, description="seconds into the past, where supported")
     channel: int | None = Field(
-        None, ge=0, le=63, description="the camera channel of a multi-channel device (default: its first)"
+        None,
+        ge=0,
+        le=63,
+        description="the camera channel of a multi-channel device (default: its first)",
     )
 
 

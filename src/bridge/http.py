@@ -338,7 +338,12 @@ class DeviceHttp:
         async with self._lock:
             yield
 
-    async def send(  # noqa: PLR0913 - keyword-only options of one request
+    async def send(self, method: str, path: str, **options: Any) -> bytes:  # noqa: ANN401
+        """One request as it is: no session, no turn (what a ``Session.login`` uses)."""
+        body, _ = await self.exchange(method, path, **options)
+        return body
+
+    async def exchange(  # noqa: PLR0913 - keyword-only options of one request
         self,
         method: str,
         path: str,
@@ -349,8 +354,8 @@ class DeviceHttp:
         timeout: float | None = None,
         max_bytes: int = MAX_BODY,
         measure: bool = True,
-    ) -> bytes:
-        """One request as it is: no session, no turn (what a ``Session.login`` uses)."""
+    ) -> tuple[bytes, httpx.Headers]:
+        """``send`` with the reply's headers too (a login whose session is a ``Set-Cookie``)."""
         what = f"{method} {path}"
         started = time.perf_counter()
         extra: dict[str, Any] = {}
@@ -383,7 +388,7 @@ class DeviceHttp:
                 chunks.append(chunk)
         if measure:
             self._histogram.observe(time.perf_counter() - started)
-        return b"".join(chunks)
+        return b"".join(chunks), response.headers
 
     async def get_json(
         self,

@@ -19,6 +19,8 @@ POLL: dict[str, dict[str, str]] = {
     "generic": {"poll_timeout": "5s"},
     "2n": {"pull_timeout": "5s"},
     "onetouch": {},
+    "ultrastream": {},
+    "grandstream": {},
 }
 
 

@@ -136,6 +136,7 @@ STRICT_CASES = [
     ("dial", "number", "string", {}),
     ("snapshot", "width", "integer", {}),
     ("snapshot", "time", "integer", {}),
+    ("snapshot", "channel", "integer", {}),
     ("ptz", "speed", "integer", {"action": "left"}),
     ("motion_detection", "enabled", "boolean", {}),
 ]

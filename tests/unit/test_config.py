@@ -25,6 +25,9 @@ def test_every_shipped_example_is_valid(path: Path) -> None:
         "FRONT_DOOR_PASSWORD": "y",
         "SIDE_GATE_PASSWORD": "z",
         "SIDE_GATE_PUSH_TOKEN": "0123456789abcdef0123456789abcdef",
+        "YARD_CAMERA_PASSWORD": "w",
+        "YARD_CAMERA_PUSH_TOKEN": "fedcba9876543210fedcba9876543210",
+        "STAGE_ENCODER_PASSWORD": "v",
     }
     settings = load_settings(path, environ)
     assert settings.devices
@@ -245,7 +248,7 @@ def test_urls_are_checked_before_first_use_and_never_echoed(
 def test_checks_across_keys_name_the_key_they_are_about() -> None:
     assert problems({"http": {"listen": "9880"}}) == ["http.listen: expected host:port, got '9880'"]
     assert problems({"devices": [{"id": "a", "url": "http://x"}]}) == [
-        "devices[0].driver: required (one of 2n, generic, onetouch)"
+        "devices[0].driver: required (one of 2n, generic, grandstream, onetouch, ultrastream)"
     ]
 
 

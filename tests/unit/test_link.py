@@ -184,3 +184,57 @@ async def test_what_a_previous_run_stored_goes_first_in_order(
     assert [s.topic for s in consumer.seen] == ["t/old/3", "t/old/4", "t/new"]
     assert metrics.outbox_dropped._value.get() == 3
     assert stored(path) == []
+
+
+def mqtt_connect(client_id: str) -> bytes:
+    """A minimal MQTT 3.1.1 CONNECT (clean session, keepalive 60 s), written by hand."""
+    name = client_id.encode()
+    variable = b"\x00\x04MQTT\x04\x02\x00\x3c"
+    payload = len(name).to_bytes(2, "big") + name
+    body = variable + payload
+    return b"\x10" + bytes([len(body)]) + body
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_client_id_taken_again_and_again_is_named_once(
+    mosquitto: Mosquitto, protocol: str
+) -> None:
+    """The kind of fault: another client (a second bridge with the same config) connects with
+    the bridge's client id, and each connection takes the session from the other."""
+    from structlog.testing import capture_logs
+
+    config = build_settings({"mqtt": {"url": mosquitto.url, "protocol": protocol}}, {}).mqtt
+    link = MqttLink(
+        config,
+        client_id="bridge-twin",
+        will=Message("t/will", b"offline", 1, True),
+        subscriptions=("t/command",),
+        metrics=Metrics(),
+        backoff=Backoff(base=0.01, cap=0.05, floor=0.01),
+    )
+    with capture_logs() as logs:
+        async with running(link):
+            for _ in range(5):
+                await wait_until(lambda: link.connected)
+                async with await anyio.connect_tcp("127.0.0.1", mosquitto.port) as twin:
+                    await twin.send(mqtt_connect("bridge-twin"))
+                    assert (await twin.receive(4))[:2] == b"\x20\x02"  # CONNACK: it is in
+                    await wait_until(lambda: not link.connected)  # and the link is out
+    conflicts = [e for e in logs if e["event"] == "mqtt_client_id_conflict"]
+    assert len(conflicts) == 1  # once, however often it was knocked off
+    assert conflicts[0]["client_id"] == "bridge-twin"
+    assert conflicts[0]["log_level"] == "error"
+
+
+async def test_one_link_alone_is_no_conflict(mosquitto: Mosquitto) -> None:
+    # The baseline of the test above: a broker restart (one drop) does not look like a twin.
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        async with running(make_link(mosquitto.url, None, Metrics())) as link:
+            await wait_until(lambda: link.connected)
+            mosquitto.stop()
+            await wait_until(lambda: not link.connected)
+            mosquitto.start()
+            await wait_until(lambda: link.connected)
+    assert not [e for e in logs if e["event"] == "mqtt_client_id_conflict"]

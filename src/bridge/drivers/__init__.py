@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from bridge.drivers import generic, onetouch, two_n
+from bridge.drivers import generic, grandstream, onetouch, two_n, ultrastream
 
 if TYPE_CHECKING:
     from bridge.config import DeviceConfig
@@ -21,10 +21,16 @@ DRIVERS: dict[str, DriverFactory] = {
     "generic": generic.GenericDriver,  # type: ignore[dict-item] # narrower config type
     "2n": two_n.TwoNDriver,  # type: ignore[dict-item]
     "onetouch": onetouch.OnetouchDriver,  # type: ignore[dict-item]
+    "grandstream": grandstream.GrandstreamDriver,  # type: ignore[dict-item]
+    "ultrastream": ultrastream.UltraStreamDriver,  # type: ignore[dict-item]
 }
 
 AnyDeviceConfig = Annotated[
-    generic.GenericConfig | two_n.TwoNConfig | onetouch.OnetouchConfig,
+    generic.GenericConfig
+    | two_n.TwoNConfig
+    | onetouch.OnetouchConfig
+    | grandstream.GrandstreamConfig
+    | ultrastream.UltraStreamConfig,
     Field(discriminator="driver"),
 ]
 

@@ -35,6 +35,7 @@ import logging
 import math
 import socket
 import ssl
+import time
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
@@ -63,6 +64,9 @@ if TYPE_CHECKING:
     from bridge.metrics import Metrics
 
 log = structlog.get_logger("bridge.mqtt")
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
+QUICK_DROP = 5.0  # seconds: a connection lost this soon after it was made
+QUICK_DROPS, QUICK_DROP_WINDOW = 3, 60.0  # so many of them within this many seconds
 BACKPRESSURE_AT = 1000  # outbox depth at which drivers stop reading from devices
 
 
@@ -126,6 +130,9 @@ class MqttLink:
         self._room = anyio.Event()  # set when the outbox drains below the low-water mark
         self._high_water = max(1, min(BACKPRESSURE_AT, config.outbox_size // 2))
         self._closing = False
+        self._connected_at: float | None = None
+        self._quick_drops: deque[float] = deque()
+        self._takeover_logged = False
         self._closed = anyio.Event()
         self._connected = False
         self._dropped_since_log = 0
@@ -263,6 +270,7 @@ class MqttLink:
                     self._on_lost()
                     if self._closing:  # nobody left to wait for
                         return
+                    self._check_takeover(exc)
                     if not outage_logged:
                         log.warning("mqtt_unavailable", broker=self._endpoint, error=str(exc))
                         outage_logged = True
@@ -345,7 +353,31 @@ class MqttLink:
         client.pending_calls_threshold = cfg.max_inflight + 10
         return client
 
+    def _check_takeover(self, exc: aiomqtt.MqttError) -> None:
+        """Two clients with one client id knock each other off the broker again and again, and
+        each only sees "disconnected": say the likely cause once, naming the id."""
+        now = time.monotonic()
+        lived = now - self._connected_at if self._connected_at is not None else None
+        self._connected_at = None
+        code = getattr(getattr(exc, "rc", None), "value", getattr(exc, "rc", None))
+        if lived is not None and lived < QUICK_DROP:
+            self._quick_drops.append(now)
+        while self._quick_drops and now - self._quick_drops[0] > QUICK_DROP_WINDOW:
+            self._quick_drops.popleft()
+        if not self._takeover_logged and (
+            code == SESSION_TAKEN_OVER or len(self._quick_drops) >= QUICK_DROPS
+        ):
+            self._takeover_logged = True
+            log.error(
+                "mqtt_client_id_conflict",
+                client_id=self._client_id,
+                broker=self._endpoint,
+                hint="another client (a second bridge?) connects with the same mqtt.client_id; "
+                "each connection takes the session from the other",
+            )
+
     def _on_connected(self, *, outage_logged: bool) -> None:
+        self._connected_at = time.monotonic()
         self._connected = True
         self._backoff.reset()
         self._metrics.mqtt_connected.set(1)

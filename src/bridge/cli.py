@@ -31,8 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--devices",
         type=int,
-        default=3,
-        help="number of simulated devices: a 2N intercom, an Onetouch door station, generic ones",
+        default=5,
+        help="simulated devices: a 2N intercom, an Onetouch door station, a Grandstream camera, "
+        "an Ultra Stream encoder, then generic ones",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--interval", type=float, default=1.5, help="seconds between activities")

@@ -18,8 +18,10 @@ from bridge import logs
 from bridge.app import Bridge
 from bridge.settings import build_settings
 from bridge.simulators.generic import GenericSimulator
+from bridge.simulators.grandstream import GrandstreamSimulator
 from bridge.simulators.onetouch import OnetouchSimulator
 from bridge.simulators.two_n import TwoNSimulator
+from bridge.simulators.ultrastream import UltraStreamSimulator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -112,6 +114,10 @@ async def _activity(url: str, protocol: str, sims: dict[str, Simulator], interva
                 _intercom(sim, step)
             elif isinstance(sim, OnetouchSimulator):
                 _door_station(sim, step)
+            elif isinstance(sim, GrandstreamSimulator):
+                _camera(sim, step)
+            elif isinstance(sim, UltraStreamSimulator):
+                await _encoder(client, device, sim, step)
             elif isinstance(sim, GenericSimulator):
                 _generic(sim, step)
 
@@ -143,6 +149,27 @@ def _door_station(sim: OnetouchSimulator, step: int) -> None:
         sim.end_call()
 
 
+def _camera(sim: GrandstreamSimulator, step: int) -> None:
+    """A Grandstream camera in the yard: someone walks by, the gate contact opens."""
+    if step % 3 == 0:
+        sim.set_input(1, active=step % 2 == 0)
+    else:
+        sim.set_motion(0, active=step % 2 == 0)
+
+
+async def _encoder(
+    client: aiomqtt.Client, device: str, sim: UltraStreamSimulator, step: int
+) -> None:
+    """An Ultra Stream encoder on stage: recording and streaming started from MQTT, the HDMI
+    cable pulled and plugged back."""
+    if step % 3 == 0:
+        sim.set_signal(present=not sim.signal)
+        return
+    command = "start_recording" if not sim.recording else "stop_recording"
+    body = {"command": command, "id": f"enc-{step}"}
+    await client.publish(f"bridge/{device}/command", json.dumps(body), qos=1)
+
+
 def _generic(sim: GenericSimulator, step: int) -> None:
     if step % 3 == 0:
         sim.push("motion", zone=1, active=step % 2 == 0)
@@ -153,14 +180,16 @@ def _generic(sim: GenericSimulator, step: int) -> None:
 
 
 async def _demo(mqtt_url: str | None, count: int, duration: float | None, interval: float) -> None:
-    # A 2N intercom and an Onetouch door station, both with digest authentication, then
-    # generic devices up to ``count``.
+    # One device of every vendor (the intercoms with digest authentication), then generic
+    # devices up to ``count``.
     sims: dict[str, Simulator] = {
         "front-door": TwoNSimulator(username="demo", password=DEMO_PASSWORD, serial="54-0000-0042"),
         "side-gate": OnetouchSimulator(username="demo", password=DEMO_PASSWORD),
+        "yard-camera": GrandstreamSimulator(username="demo", password=DEMO_PASSWORD),
+        "stage-encoder": UltraStreamSimulator(username="demo", password=DEMO_PASSWORD),
     }
     sims = dict(list(sims.items())[: max(1, count)])
-    sims |= {f"door-{i}": GenericSimulator(serial=f"SIM-{i:04d}") for i in range(3, count + 1)}
+    sims |= {f"door-{i}": GenericSimulator(serial=f"SIM-{i:04d}") for i in range(5, count + 1)}
     async with anyio.create_task_group() as tg:
         for sim in sims.values():
             await tg.start(sim.serve)
@@ -214,6 +243,18 @@ def _device(name: str, sim: Simulator) -> dict[str, Any]:
             "poll_interval": "500ms",
             "log_interval": "1s",
         }
+    vendor = {GrandstreamSimulator: "grandstream", UltraStreamSimulator: "ultrastream"}
+    for kind, driver in vendor.items():
+        if isinstance(sim, kind):
+            return {
+                "id": name,
+                "driver": driver,
+                "url": sim.url,
+                "name": name.replace("-", " ").capitalize(),
+                "username": "demo",
+                "password": DEMO_PASSWORD,
+                "poll_interval": "500ms",
+            }
     return {"id": name, "driver": "generic", "url": sim.url, "name": name}
 
 

@@ -28,6 +28,10 @@ def test_demo_shows_events_and_answers_commands() -> None:
     assert seen("bridge/front-door/event/")
     assert seen("bridge/side-gate/info", '"vendor":"Onetouch"')  # the Onetouch door station
     assert seen("bridge/side-gate/event/")
+    assert seen("bridge/yard-camera/info", '"vendor":"Grandstream"')  # the camera
+    assert seen("bridge/yard-camera/event/")
+    assert seen("bridge/stage-encoder/info", '"vendor":')  # the encoder
+    assert seen("bridge/stage-encoder/event/")
     assert seen("/command/result", '"status":"ok"')
     assert seen("/command/result", '"code":"bad_request"')
     assert seen("/command/result", '"code":"denied"')

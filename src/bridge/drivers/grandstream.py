@@ -33,18 +33,16 @@ from pydantic import Field
 from bridge.commands import MotionDetectionArgs, PtzArgs, SetOutputArgs, SnapshotArgs
 from bridge.config import Duration, PolledDeviceConfig
 from bridge.drivers.base import Outcome
-from bridge.drivers.polling import Cadence, Poller
+from bridge.drivers.polling import Cadence, ClockCheckpoint, PolledState, Poller
 from bridge.errors import CommandError, DeviceProtocolError
 from bridge.http import MAX_IMAGE
-from bridge.model import Event, StateUpdate, event_id, utcnow
+from bridge.model import Event, StateUpdate, utcnow
 from bridge.normalize import grandstream as norm
 from bridge.normalize.coerce import redact
-from bridge.normalize.transitions import transitions
 from bridge.normalize.uptime import Clock, rebooted
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from datetime import datetime
 
     from bridge.commands import CheckedCommand
     from bridge.drivers.base import DriverContext, Emit
@@ -103,10 +101,10 @@ class GrandstreamDriver:
         self._context = context
         self._http = context.http(config, serial=True)  # one request at a time (§6.2)
         self._sequence = context.sequence()
-        self._boot_file = context.checkpoint("grandstream")
+        self._boot_file = ClockCheckpoint(context.checkpoint("grandstream"))
         self._clock: Clock | None = None
         self._boot = 0
-        self._state: dict[str, Any] | None = None
+        self._state = PolledState(config.id, self._sequence)
         self._features = norm.Features("", ("0",), ptz=False, storage=False)
         self._keys: dict[str, str] = {}  # canonical name -> the device's spelling
         self._rng = random.Random()
@@ -138,7 +136,7 @@ class GrandstreamDriver:
             "motion_detection": norm.parse_md_enabled(md_reply),
             "day_night": norm.parse_day_night(system),
         }
-        self._state = state
+        self._state.values = state
         info = norm.parse_info(
             system, self._features, commands=self._supported(), inputs=len(io["inputs"])
         )
@@ -206,7 +204,7 @@ class GrandstreamDriver:
         motion_reply = await self._get("motiondetect", cmd="get_md_statu")
         values: dict[str, Any] = dict(norm.parse_io(io_reply))
         motion = norm.parse_motion(motion_reply)
-        previous = self._state or {}
+        previous = self._state.values or {}
         if len(self._features.channels) > 1:
             channels = {
                 c: {**previous.get("channels", {}).get(c, {}), "motion": m}
@@ -237,7 +235,7 @@ class GrandstreamDriver:
                 {}, norm.parse_recording(reply), multi=len(self._features.channels) > 1
             )
             if "channels" in recorded:
-                previous = (self._state or {}).get("channels", {})
+                previous = (self._state.values or {}).get("channels", {})
                 values["channels"] = {
                     c: {**previous.get(c, {}), **entry} for c, entry in recorded["channels"].items()
                 }
@@ -246,35 +244,23 @@ class GrandstreamDriver:
         await self._apply(values, raw, emit)
 
     async def _apply(self, values: dict[str, Any], raw: dict[str, Any], emit: Emit) -> None:
-        """Diff ``values`` against the last reading: events for what changed, then the state."""
-        previous = self._state or {}
-        current = {**previous, **values}
-        received = utcnow()
-        for change in transitions(previous, current):
-            await emit(self._event(change.type, {**change.data, "raw": raw}, time=received))
-        before, after = previous.get("day_night"), current.get("day_night")
-        if before is not None and after is not None and before != after:
-            data = {"mode": after, "raw": raw.get("systeminfo", {})}
-            await emit(self._event("vendor.DayNight", data, time=received))
-        changed = {key: value for key, value in values.items() if previous.get(key) != value}
-        self._state = current
-        if changed:
-            await emit(StateUpdate(values=changed))
+        """Diff ``values`` against the last reading: events (``raw``: the replies read, and
+        day/night as ``vendor.DayNight``), then the state."""
 
-    def _event(
-        self, type_: str, data: dict[str, Any], *, time: datetime, sequence: str | None = None
-    ) -> Event:
-        """An event of this device; a polled transition takes the next number of the device's
-        counter (unique per occurrence)."""
-        number = sequence if sequence is not None else str(self._sequence.next())
-        return Event(
-            id=event_id(self.id, self._boot, number),
-            source=f"bridge/{self.id}",
-            type=type_,
-            time=time,
-            device=self.id,
-            received=utcnow(),
-            data=data,
+        def day_night(
+            previous: dict[str, Any] | None, current: dict[str, Any]
+        ) -> list[tuple[str, dict[str, Any]]]:
+            before, after = (previous or {}).get("day_night"), current.get("day_night")
+            if before is None or after is None or before == after:
+                return []
+            return [("vendor.DayNight", {"mode": after, "raw": raw.get("systeminfo", {})})]
+
+        await self._state.apply(
+            values,
+            emit,
+            boot=self._boot,
+            details=lambda change: {**change.data, "raw": raw},
+            extra=day_night,
         )
 
     # -- reboots ---------------------------------------------------------------------------
@@ -285,29 +271,24 @@ class GrandstreamDriver:
         clock, so the boot epoch is the bridge's time minus the uptime."""
         uptime = norm.parse_uptime(system)
         clock = Clock(int(time.time()), uptime)
-        previous = self._clock or self._saved_clock()
+        previous = self._clock
+        if previous is None and (previous := self._boot_file.load()) is not None:
+            self._boot = previous.boot  # the same boot as before the restart: the same ids
         self._clock = clock
-        self._boot_file.save({"system_time": clock.system_time, "uptime": uptime})
+        self._boot_file.save(clock)
         if previous is None or rebooted(previous, clock):
             self._boot = clock.boot
         if not rebooted(previous, clock):
             return None
         log.info("device_rebooted", uptime=uptime)
         now = utcnow()
-        return self._event(
+        return self._state.event(
             "device.started",
             {"uptime": uptime, "raw": {"systemrun": uptime}},
+            boot=self._boot,
             time=now - timedelta(seconds=uptime),
             sequence="start",
         )
-
-    def _saved_clock(self) -> Clock | None:
-        saved = self._boot_file.load() or {}
-        system_time, uptime = saved.get("system_time"), saved.get("uptime")
-        if type(system_time) is int and type(uptime) is int:
-            self._boot = system_time - uptime
-            return Clock(system_time, uptime)
-        return None
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -342,7 +323,7 @@ class GrandstreamDriver:
                 needs_reboot |= await self._set("motiondetect", params)
             return self._changed({"motion_detection": args.enabled}, needs_reboot)
         if isinstance(args, SetOutputArgs):
-            ports = (self._state or {}).get("outputs", {})
+            ports = (self._state.values or {}).get("outputs", {})
             if str(args.port) not in ports:
                 raise CommandError("invalid_args", f"port: this device has outputs {_list(ports)}")
             if args.on:
@@ -368,7 +349,7 @@ class GrandstreamDriver:
 
     def _changed(self, values: dict[str, Any], needs_reboot: bool) -> Outcome:
         if values:
-            self._state = {**(self._state or {}), **values}
+            self._state.values = {**(self._state.values or {}), **values}
         data = {"needs_reboot": True} if needs_reboot else {}
         updates = (StateUpdate(values=values),) if values else ()
         return Outcome(data=data, updates=updates)

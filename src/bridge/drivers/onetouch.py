@@ -32,12 +32,11 @@ from pydantic import Field, field_validator
 from bridge.commands import DialArgs, OpenDoorArgs
 from bridge.config import Duration, PolledDeviceConfig
 from bridge.drivers.base import Outcome
-from bridge.drivers.polling import Cadence, Poller
+from bridge.drivers.polling import Cadence, ClockCheckpoint, PolledState, Poller
 from bridge.errors import CommandError, DeviceProtocolError
-from bridge.model import Event, StateUpdate, event_id, is_event_type, utcnow
+from bridge.model import Event, StateUpdate, is_event_type, utcnow
 from bridge.normalize import onetouch as norm
 from bridge.normalize.coerce import redact
-from bridge.normalize.transitions import transitions
 from bridge.normalize.uptime import Clock, rebooted
 
 if TYPE_CHECKING:
@@ -101,14 +100,14 @@ class OnetouchDriver:
         )
         self._zone = ZoneInfo(config.timezone)
         self._sequence = context.sequence()
-        self._boot_file = context.checkpoint("onetouch")
+        self._state = PolledState(config.id, self._sequence)
+        self._boot_file = ClockCheckpoint(context.checkpoint("onetouch"))
         self._logs: dict[str, Cursor] = {
             "doorlog": context.cursor("onetouch.doorlog"),
             "callog": context.cursor("onetouch.callog"),
         }
         self._call_log_path: str | None = CALL_LOG_PATHS[0]
         self._clock: Clock | None = None
-        self._state: dict[str, Any] | None = None
         self._triggers: dict[str, int] = {}
         self._rng = random.Random()
 
@@ -125,7 +124,7 @@ class OnetouchDriver:
         names = await self._relay_names()
         state, _ = await self._read_status()
         state["sip"] = norm.parse_sip(await self._call("sip", "status"))
-        self._state = state
+        self._state.values = state
         # Only now, with every status endpoint answering, is the device online.
         await emit(info.model_copy(update={"capabilities": {**info.capabilities, **names}}))
         await emit(StateUpdate(values=state))
@@ -184,34 +183,15 @@ class OnetouchDriver:
         await self._apply({"sip": norm.parse_sip(sip)}, {"sip": redact(sip)}, emit)
 
     async def _apply(self, values: dict[str, Any], raw: dict[str, Any], emit: Emit) -> None:
-        """Diff ``values`` against the last reading: events for what changed, then the state."""
-        previous = self._state or {}
-        current = {**previous, **values}
-        received = utcnow()
-        for change in transitions(previous, current):
-            data = {**change.data, "raw": raw}
-            await emit(self._event(change.type, data, time=received))
-        changed = {key: value for key, value in values.items() if previous.get(key) != value}
-        self._state = current
-        if changed:
-            await emit(StateUpdate(values=changed))
-
-    def _event(
-        self, type_: str, data: dict[str, Any], *, time: datetime, sequence: str | None = None
-    ) -> Event:
-        """An event of this device; without a ``sequence`` (a transition seen by polling) the
-        id takes the next number of the device's counter, unique per occurrence."""
-        boot = self._clock.boot if self._clock is not None else 0
-        number = sequence if sequence is not None else str(self._sequence.next())
-        return Event(
-            id=event_id(self.id, boot, number),
-            source=f"bridge/{self.id}",
-            type=type_,
-            time=time,
-            device=self.id,
-            received=utcnow(),
-            data=data,
+        """Diff ``values`` against the last reading: events (``raw``: the replies read), then
+        the state."""
+        await self._state.apply(
+            values, emit, boot=self._boot, details=lambda change: {**change.data, "raw": raw}
         )
+
+    @property
+    def _boot(self) -> int:
+        return self._clock.boot if self._clock is not None else 0
 
     # -- reboots ---------------------------------------------------------------------------
 
@@ -220,27 +200,21 @@ class OnetouchDriver:
         reading, also one made before a bridge restart (its boot epoch is checkpointed)."""
         system_time, uptime = norm.parse_clock(await self._call("system", "status"))
         clock = Clock(system_time, uptime)
-        previous = self._clock or self._saved_clock()
+        previous = self._clock or self._boot_file.load()
         self._clock = clock
-        self._boot_file.save({"system_time": system_time, "uptime": uptime})
+        self._boot_file.save(clock)
         if not rebooted(previous, clock):
             return None
         log.info("device_rebooted", uptime=uptime)
         self._http.forget_session()
         now = utcnow()
-        return self._event(
+        return self._state.event(
             "device.started",
             {"uptime": uptime, "raw": {"SystemTime": system_time, "UpTime": uptime}},
+            boot=clock.boot,
             time=now - timedelta(seconds=uptime),
             sequence="start",
         )
-
-    def _saved_clock(self) -> Clock | None:
-        saved = self._boot_file.load() or {}
-        system_time, uptime = saved.get("system_time"), saved.get("uptime")
-        if type(system_time) is int and type(uptime) is int:
-            return Clock(system_time, uptime)
-        return None
 
     # -- the logs ----------------------------------------------------------------------------
 
@@ -296,7 +270,8 @@ class OnetouchDriver:
             cursor.advance(position)
             return
         for index, (type_, data) in enumerate(events):
-            event = self._event(type_, data, time=when, sequence=f"{log_name}.{record.id}.{index}")
+            sequence = f"{record.id}.{index}"  # the log's IDs outlive device reboots
+            event = self._state.event(type_, data, boot=log_name, time=when, sequence=sequence)
             # The log keeps the record: its position moves once the broker has the event.
             await emit(event, on_ack=cursor.stage(position))
 

@@ -20,15 +20,23 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+from bridge.model import Event, StateUpdate, event_id, utcnow
+from bridge.normalize.transitions import Change, transitions
+from bridge.normalize.uptime import Clock
 
-    from bridge.drivers.base import Wakeup
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
+    from datetime import datetime
+
+    from bridge.checkpoint import Checkpoint
+    from bridge.checkpoint import Sequence as SequenceCounter
+    from bridge.drivers.base import Emit, Wakeup
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +106,93 @@ class Poller:
     async def _run(self, cadence: Cadence) -> None:
         self.runs[cadence.name] += 1
         await cadence.job()
+
+
+Details = Callable[[Change], dict[str, Any]]
+Extra = Callable[[dict[str, Any] | None, dict[str, Any]], list[tuple[str, dict[str, Any]]]]
+
+
+class PolledState:
+    """The last reading of a polled device and what its changes mean.
+
+    ``apply`` merges a new reading (some sections of the normalized state, spec §4.2) into the
+    last one, emits the events of the shared transition step (:mod:`bridge.normalize.transitions`)
+    and whatever ``extra`` finds (vendor events), then the sections that changed as one
+    ``StateUpdate``. Events get ids from the device's :class:`~bridge.checkpoint.Sequence`,
+    unique per occurrence, and are emitted without ``on_ack``: nothing can replay a transition,
+    so the bridge keeps them in its durable outbox until the broker has them.
+    """
+
+    def __init__(self, device: str, sequence: SequenceCounter) -> None:
+        self.device = device
+        self.values: dict[str, Any] | None = None  # None until the baseline
+        self._sequence = sequence
+
+    def event(
+        self,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        boot: int | str,
+        time: datetime,
+        sequence: str | None = None,
+    ) -> Event:
+        """An event of this device; without ``sequence`` (a vendor number such as a log record
+        ID) it takes the next number of the device's counter."""
+        number = sequence if sequence is not None else str(self._sequence.next())
+        return Event(
+            id=event_id(self.device, boot, number),
+            source=f"bridge/{self.device}",
+            type=type_,
+            time=time,
+            device=self.device,
+            received=utcnow(),
+            data=data,
+        )
+
+    async def apply(
+        self,
+        values: dict[str, Any],
+        emit: Emit,
+        *,
+        boot: int | str,
+        details: Details = lambda change: change.data,
+        extra: Extra | None = None,
+    ) -> None:
+        """Diff ``values`` against the last reading: events for what changed, then the state.
+        ``details(change)`` gives an event's data (add ``raw`` there); the first reading
+        (``values`` is None before it) is a baseline: state, no events."""
+        previous = self.values
+        current = {**(previous or {}), **values}
+        received = utcnow()
+        found = [(change.type, details(change)) for change in transitions(previous, current)]
+        if extra is not None:
+            found += extra(previous, current)
+        for type_, data in found:
+            await emit(self.event(type_, data, boot=boot, time=received))
+        changed = {k: v for k, v in values.items() if (previous or {}).get(k) != v}
+        self.values = current
+        if changed or previous is None:
+            await emit(StateUpdate(values=changed or values))
+
+
+class ClockCheckpoint:
+    """A device's last clock reading, kept in ``state_dir`` across bridge restarts, so a reboot
+    that happened while the bridge was down is still seen (:func:`~bridge.normalize.uptime.rebooted`
+    against the saved reading)."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self._checkpoint = checkpoint
+
+    def load(self) -> Clock | None:
+        saved = self._checkpoint.load() or {}
+        system_time, uptime = saved.get("system_time"), saved.get("uptime")
+        if type(system_time) is int and type(uptime) is int:
+            return Clock(system_time, uptime)
+        return None
+
+    def save(self, clock: Clock) -> None:
+        self._checkpoint.save({"system_time": clock.system_time, "uptime": clock.uptime})
+
+    def close(self) -> None:
+        self._checkpoint.close()

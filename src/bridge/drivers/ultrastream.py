@@ -36,12 +36,11 @@ from pydantic import Field
 from bridge.commands import StreamingArgs
 from bridge.config import Duration, PolledDeviceConfig
 from bridge.drivers.base import Outcome
-from bridge.drivers.polling import Cadence, Poller
+from bridge.drivers.polling import Cadence, PolledState, Poller
 from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
-from bridge.model import Event, StateUpdate, event_id, utcnow
+from bridge.model import StateUpdate, utcnow
 from bridge.normalize import ultrastream as norm
 from bridge.normalize.coerce import as_int
-from bridge.normalize.transitions import transitions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
     from bridge.commands import CheckedCommand
     from bridge.drivers.base import DriverContext, Emit
     from bridge.http import DeviceHttp
+    from bridge.normalize.transitions import Change
 
 log = structlog.get_logger("bridge.driver")
 
@@ -135,7 +135,7 @@ class UltraStreamDriver:
         self._lock = anyio.Lock()  # one request at a time, ping included
         self._sequence = context.sequence()
         self._marks = context.checkpoint("ultrastream")
-        self._state: dict[str, Any] | None = None
+        self._state = PolledState(config.id, self._sequence)
         self._mask: int | None = None
         self._servers: list[dict[str, Any]] = []
         self._reboot: Reboot = None
@@ -158,9 +158,9 @@ class UltraStreamDriver:
         self._servers = norm.parse_servers(await self._call("get-settings"))
         status = await self._call("get-status")
         self._mask = norm.mask_of(status, "get-status")
-        self._state = norm.parse_state(status, self._servers)
+        self._state.values = norm.parse_state(status, self._servers)
         await emit(info)
-        await emit(StateUpdate(values=self._state))
+        await emit(StateUpdate(values=self._state.values))
         saved = self._marks.load() or {}
         if saved.get("restarting"):
             if mask & norm.RESTARTING:
@@ -223,34 +223,15 @@ class UltraStreamDriver:
         await self._apply(norm.parse_state(status, self._servers), status, emit)
 
     async def _apply(self, values: dict[str, Any], status: dict[str, Any], emit: Emit) -> None:
-        """Diff ``values`` against the last reading: events for what changed, then the state."""
-        previous = self._state
-        current = {**(previous or {}), **values}
-        received = utcnow()
-        for change in transitions(previous, current):
-            if change.type.startswith("streaming."):
-                data = norm.stream_details(change.data, status, self._servers)
-            else:
-                data = norm.details(change.type, change.data, status)
-            await emit(self._event(change.type, data, received))
-        for type_, data in norm.operation_events(previous, current):
-            await emit(self._event(type_, data, received))
-        changed = {k: v for k, v in values.items() if (previous or {}).get(k) != v}
-        self._state = current
-        if changed:
-            await emit(StateUpdate(values=changed))
+        """Diff ``values`` against the last reading: events with the status codes behind them
+        and the long operations' progress, then the state."""
 
-    def _event(self, type_: str, data: dict[str, Any], time: Any) -> Event:  # noqa: ANN401
-        """A polled transition: its id is the next number of the device's counter."""
-        return Event(
-            id=event_id(self.id, 0, str(self._sequence.next())),
-            source=f"bridge/{self.id}",
-            type=type_,
-            time=time,
-            device=self.id,
-            received=utcnow(),
-            data=data,
-        )
+        def details(change: Change) -> dict[str, Any]:
+            if change.type.startswith("streaming."):
+                return norm.stream_details(change.data, status, self._servers)
+            return norm.details(change.type, change.data, status)
+
+        await self._state.apply(values, emit, boot=0, details=details, extra=norm.operation_events)
 
     # -- reboots -------------------------------------------------------------------------------
 
@@ -264,7 +245,7 @@ class UltraStreamDriver:
         log.info("device_rebooted", how=how)
         self._mark_reboot(None)
         self._http.forget_session()
-        await emit(self._event("device.started", {"detected": how}, utcnow()))
+        await emit(self._state.event("device.started", {"detected": how}, boot=0, time=utcnow()))
 
     # -- commands ------------------------------------------------------------------------------
 

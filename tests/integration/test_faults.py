@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.anyio, pytest.mark.broker]
 DEVICE = "front-door"
-ISOLATION_BOUND = 1.0  # seconds: a healthy device's event while another hangs (normally ~5 ms)
 
 
 def two_n(
@@ -81,7 +79,7 @@ async def test_a_hanging_device_does_not_slow_the_others(
 ) -> None:
     sims = {name: TwoNSimulator(username="api", password="secret") for name in ("hung", "well")}
     async with serving(sims), Consumer(mosquitto.url) as consumer:
-        document = two_n(mosquitto, sims, tmp_path, timeout="2s", command_timeout="1s")
+        document = two_n(mosquitto, sims, tmp_path, timeout="20s", command_timeout="20s")
         async with running(document) as bridge:
             await wait_until(lambda: all(w.online for w in bridge.workers.values()))
             await sims["hung"].wait_parked()
@@ -96,15 +94,16 @@ async def test_a_hanging_device_does_not_slow_the_others(
                 return result
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(ask, "hung", "h1")  # takes its full timeout
+                tg.start_soon(ask, "hung", "h1")  # hangs for its full 20 s timeout
+                hung = bridge.workers["hung"]
+                await wait_until(hung._command_lock.locked)  # it is with the device now
                 for n in range(1, 21):
-                    started = time.monotonic()
                     sims["well"].press()
                     await wait_until(partial(arrived, consumer, "well", n))
-                    assert time.monotonic() - started < ISOLATION_BOUND
                 assert (await ask("well", "w1"))["status"] == "ok"
-            hung = (await consumer.first("bridge/hung/command/result", id="h1")).json()
-            assert hung["error"]["code"] in {"timeout", "unreachable"}
+                # Counted, not timed: all of that happened while the hung command still waited.
+                assert consumer.on("bridge/hung/command/result") == []
+                tg.cancel_scope.cancel()
             sims["hung"].clear_fault()
 
 

@@ -1,9 +1,11 @@
-"""Command line: ``bridge run | check-config | demo | schema``; returns an exit status."""
+"""Command line: ``bridge run | check-config | demo | discover | schema``; returns an exit
+status."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -39,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--interval", type=float, default=1.5, help="seconds between activities")
     _log_options(demo, default_level="warning")
 
+    discover = sub.add_parser(
+        "discover", help="listen for Ultra Stream encoders' multicast datagrams (best effort)"
+    )
+    discover.add_argument("--seconds", type=float, default=5.0, help="how long to listen")
+    discover.add_argument("--port", type=int, default=2538, help="UDP port (the manual's: 2538)")
+
     schema = sub.add_parser("schema", help="write the JSON Schemas of the MQTT payloads")
     schema.add_argument("--out", type=Path, default=Path("docs/schema"))
     return parser
@@ -68,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             log_format=args.log_format or "console",
             log_level=args.log_level or "warning",
         )
+    if args.command == "discover":
+        return _discover(args.seconds, args.port)
     if args.command == "schema":
         from bridge.schema import write_schemas  # noqa: PLC0415
 
@@ -75,6 +85,29 @@ def main(argv: list[str] | None = None) -> int:
             print(path)  # noqa: T201 - the command's output
         return 0
     return 1  # pragma: no cover - argparse enforces the choices
+
+
+def _discover(seconds: float, port: int) -> int:
+    """Print a ``devices:`` snippet per encoder heard; 1 when none answered."""
+    from bridge.discover import GROUP, listen, snippet  # noqa: PLC0415
+
+    if not 0 < port < 65536 or not 0 < seconds <= 3600:
+        print("bridge discover: --port 1-65535 and --seconds up to 3600", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    try:
+        found = anyio.run(partial(listen, seconds, port=port))
+    except OSError as exc:
+        print(f"bridge discover: cannot listen on UDP port {port}: {exc.strerror}", file=sys.stderr)  # noqa: T201
+        return 1
+    if not found:
+        print(  # noqa: T201
+            f"no Ultra Stream encoder answered within {seconds:g} s on {GROUP}:{port} "
+            "(best effort: multicast must reach this host)",
+            file=sys.stderr,
+        )
+        return 1
+    print(snippet(found), end="")  # noqa: T201 - the command's output
+    return 0
 
 
 def _check_config(path: Path) -> int:

@@ -266,3 +266,13 @@ async def test_logout_on_close(tmp_path: Path) -> None:
             assert len(sim.sessions) == 1
         assert sim.hits["logout"] == 1
         assert sim.sessions == {}
+
+
+async def test_snapshot_fetches_the_preview_get_info_names(tmp_path: Path) -> None:
+    from bridge.commands import SnapshotArgs
+
+    async with simulated() as sim, online(sim, tmp_path) as run:
+        outcome = await run.driver.execute(CheckedCommand("snapshot", SnapshotArgs(), id="s"))
+        assert outcome.image is not None
+        assert outcome.image.startswith(b"\xff\xd8")
+        assert sim.hits["preview"] == 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -38,6 +39,7 @@ from bridge.config import Duration, PolledDeviceConfig
 from bridge.drivers.base import Outcome
 from bridge.drivers.polling import Cadence, PolledState, Poller
 from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
+from bridge.http import MAX_IMAGE
 from bridge.model import StateUpdate, utcnow
 from bridge.normalize import ultrastream as norm
 from bridge.normalize.coerce import as_int
@@ -121,6 +123,7 @@ class UltraStreamDriver:
             "stop_recording",
             "start_streaming",
             "stop_streaming",
+            "snapshot",
             "refresh",
             "reboot",
         }
@@ -138,6 +141,7 @@ class UltraStreamDriver:
         self._state = PolledState(config.id, self._sequence)
         self._mask: int | None = None
         self._servers: list[dict[str, Any]] = []
+        self._preview: str | None = None  # get-info's snapshot path
         self._reboot: Reboot = None
         self._rng = random.Random()
 
@@ -154,7 +158,10 @@ class UltraStreamDriver:
     async def run(self, emit: Emit) -> None:
         self._http.forget_session()  # a new run may follow a reboot: never trust an old sid
         mask = await self._ping()
-        info = norm.parse_info(await self._call("get-info"), commands=sorted(self.commands))
+        about = await self._call("get-info")
+        info = norm.parse_info(about, commands=sorted(self.commands))
+        preview = about.get("snapshot")
+        self._preview = preview if isinstance(preview, str) and preview.startswith("/") else None
         self._servers = norm.parse_servers(await self._call("get-settings"))
         status = await self._call("get-status")
         self._mask = norm.mask_of(status, "get-status")
@@ -269,6 +276,8 @@ class UltraStreamDriver:
             return await self._start_streaming(command.args.server)
         if isinstance(command.args, StreamingArgs) and name == "stop_streaming":
             return await self._stop_streaming(command.args.server)
+        if name == "snapshot":
+            return await self._snapshot()
         if name == "refresh":
             self._servers = norm.parse_servers(await self._call("get-settings"))
             state = norm.parse_state(await self._call("get-status"), self._servers)
@@ -279,6 +288,19 @@ class UltraStreamDriver:
             self._mark_reboot("requested")
             return Outcome()
         raise CommandError("unsupported", f"this device cannot {name}")
+
+    async def _snapshot(self) -> Outcome:
+        """The preview JPEG at the path ``get-info`` names (``snapshot``). The manual gives the
+        path only; fetching it over HTTP from the device, with a cache-busting query, is read
+        from its example and a third-party script (seed §1, ``get-info``)."""
+        if self._preview is None:
+            raise CommandError("unsupported", "snapshot: the device names no preview image")
+        body = await self._http.request(
+            "GET", self._preview, params={"v": time.monotonic_ns()}, max_bytes=MAX_IMAGE
+        )
+        if not body.startswith(b"\xff\xd8"):
+            raise DeviceProtocolError("snapshot: the preview is not a JPEG", device=self.id)
+        return Outcome(image=body)
 
     async def _servers_now(
         self, server: str | int | None

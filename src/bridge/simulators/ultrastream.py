@@ -57,6 +57,8 @@ BITS = {  # operation -> its cur-status bit (§1.5)
     "living-test": 0x8000,
 }
 PASSWORD_SET = 0x10000
+PREVIEW = "/tmp/sbox-snapshot/sbox-quarter.jpg"  # noqa: S108 - the device's own path (get-info)
+PREVIEW_JPEG = b"\xff\xd8\xff\xfe\x00\x0bultrastream\xff\xd9"  # SOI, a comment, EOI
 DISK_READY = 0x10
 RTMP_READY = 0x20
 
@@ -202,6 +204,10 @@ class UltraStreamSimulator(Simulator):
         return mask
 
     async def route(self, request: Request) -> Response:
+        if request.path == PREVIEW:
+            # Served as a file (the inference the driver relies on): no session needed.
+            self.hits["preview"] += 1
+            return Response(200, PREVIEW_JPEG, content_type="image/jpeg")
         if request.path != "/usapi":
             return Response(404, b"not found", content_type="text/plain")
         method = request.query.get("method", "")
@@ -280,7 +286,7 @@ class UltraStreamSimulator(Simulator):
         return {
             "result": 0,
             "mac-addr": {"eth": "70:b3:d5:75:d5:fc"},
-            "snapshot": "/tmp/sbox-snapshot/sbox-quarter.jpg",  # noqa: S108 - the device's path
+            "snapshot": PREVIEW,
             "product": {
                 "sn": self.serial,
                 "product-id": 769,

@@ -70,6 +70,8 @@ def _check_topic_base(value: str) -> str:
 Duration = Annotated[
     float, Ge(0), AllowInfNan(allow_inf_nan=False), BeforeValidator(parse_duration)
 ]
+# A poll period: 0 would be a tight loop of requests against the device.
+Interval = Annotated[Duration, Ge(0.05)]
 DeviceId = Annotated[
     str,
     Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64),
@@ -315,9 +317,7 @@ class PolledDeviceConfig(DeviceConfig):
 
     secret_fields: ClassVar[tuple[str, ...]] = ("password", "push_token")
 
-    poll_interval: Annotated[Duration, Ge(0.05)] = Field(
-        1.0, description="how often the device's status is read"
-    )
+    poll_interval: Interval = Field(1.0, description="how often the device's status is read")
     push_token: Annotated[SecretStr, AfterValidator(_check_push_token)] | None = Field(
         None, description="secret path part of /push/<id>/<token>: 16 to 128 of [A-Za-z0-9_-]"
     )

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
 # pydantic's messages said in the project's words, by error type (``ctx`` fills the blanks).
 _MESSAGES: dict[str, str] = {
+    "extra_forbidden": "unknown argument",
     "string_type": "expected text",
     "int_type": "expected a whole number",
     "int_parsing": "expected a whole number",

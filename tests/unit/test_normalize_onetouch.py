@@ -148,8 +148,8 @@ def test_inputs_follow_the_trigger_option(
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
-        ("READY", {"state": "idle"}),
-        ("ready", {"state": "idle"}),
+        ("READY", {"state": "idle", "status": "READY"}),
+        ("ready", {"state": "idle", "status": "READY"}),
         ("RINGING", {"state": "ringing", "status": "RINGING"}),
         ("CALLING", {"state": "calling", "status": "CALLING"}),
         ("TALKING", {"state": "connected", "status": "TALKING"}),

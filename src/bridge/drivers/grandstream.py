@@ -31,7 +31,7 @@ import structlog
 from pydantic import Field
 
 from bridge.commands import MotionDetectionArgs, PtzArgs, SetOutputArgs, SnapshotArgs
-from bridge.config import Duration, PolledDeviceConfig
+from bridge.config import Interval, PolledDeviceConfig
 from bridge.drivers.base import Outcome
 from bridge.drivers.polling import Cadence, ClockCheckpoint, PolledState, Poller
 from bridge.errors import CommandError, DeviceProtocolError
@@ -74,7 +74,7 @@ class GrandstreamConfig(PolledDeviceConfig):
         description="basic: credentials on every request, as the manual says (§2.2); auto: "
         "answer the device's challenge",
     )
-    slow_interval: Duration = Field(
+    slow_interval: Interval = Field(
         10.0, description="how often recording, the uptime (reboots) and day/night are read"
     )
     ptz_home_preset: int = Field(
@@ -391,22 +391,14 @@ class GrandstreamDriver:
         return Outcome(data={"ptzcontrol": control, "ptzparam": param, **outcome.data})
 
     async def _record(self, *, start: bool) -> Outcome:
-        """``sdrecord?cmd=set&channel=0&record_start=1|0`` (§3.28); the manual's table spells it
-        ``start_record``: the device's spelling when ``cmd=get`` showed one, else
-        ``record_start`` and, if refused as invalid, ``start_record`` once."""
-        learnt = self._keys.get("record.start") or self._keys.get("start.record")
-        names = [learnt] if learnt else ["record_start", "start_record"]
-        for name in names:
-            try:
-                needs_reboot = await self._set("sdrecord", {"channel": 0, name: int(start)})
-            except norm.GoformError as exc:
-                if exc.kind != "invalid" or exc.param != name or name == names[-1]:
-                    raise
-                continue
-            self._keys[norm.canonical(name)] = name
-            self._context.wakeup.set()
-            return self._changed({}, needs_reboot)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """``sdrecord?cmd=set&channel=0&record_start=1|0`` (§3.28), one request: a command is
+        never repeated, not even under another name. The manual's table spells the key
+        ``start_record``; the device's own spelling is used when ``cmd=get`` showed one at
+        start, else ``record_start``."""
+        name = self._keys.get("record.start") or self._keys.get("start.record") or "record_start"
+        needs_reboot = await self._set("sdrecord", {"channel": 0, name: int(start)})
+        self._context.wakeup.set()
+        return self._changed({}, needs_reboot)
 
     async def _reboot(self) -> None:
         """``maintenance?cmd=set&restart=yes`` (§5.1); the device may drop the connection

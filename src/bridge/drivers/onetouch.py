@@ -30,7 +30,7 @@ import structlog
 from pydantic import Field, field_validator
 
 from bridge.commands import DialArgs, OpenDoorArgs
-from bridge.config import Duration, PolledDeviceConfig
+from bridge.config import Duration, Interval, PolledDeviceConfig
 from bridge.drivers.base import Outcome
 from bridge.drivers.polling import Cadence, ClockCheckpoint, PolledState, Poller
 from bridge.errors import CommandError, DeviceProtocolError
@@ -56,8 +56,8 @@ class OnetouchConfig(PolledDeviceConfig):
         "get",
         description="GET /api/<target>/<action>?... or POST /api/ with a JSON envelope (§1.2-1.3)",
     )
-    log_interval: Duration = Field(2.0, description="how often the door and call logs are read")
-    slow_interval: Duration = Field(
+    log_interval: Interval = Field(2.0, description="how often the door and call logs are read")
+    slow_interval: Interval = Field(
         30.0, description="how often SIP registration and the uptime (reboots) are read"
     )
     replay_max_age: Duration = Field(

@@ -35,7 +35,7 @@ import structlog
 from pydantic import Field
 
 from bridge.commands import StreamingArgs
-from bridge.config import Duration, PolledDeviceConfig
+from bridge.config import Duration, Interval, PolledDeviceConfig
 from bridge.drivers.base import Outcome
 from bridge.drivers.polling import Cadence, PolledState, Poller
 from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
@@ -60,10 +60,10 @@ Reboot = Literal["requested", "seen"] | None
 
 class UltraStreamConfig(PolledDeviceConfig):
     driver: Literal["ultrastream"]
-    status_interval: Duration = Field(
+    status_interval: Interval = Field(
         5.0, description="how often get-status is read even when the ping mask did not change"
     )
-    settings_interval: Duration = Field(
+    settings_interval: Interval = Field(
         60.0, description="how often get-settings (the streaming servers) is read"
     )
     confirm_timeout: Duration = Field(

@@ -143,13 +143,14 @@ _CALL_STATES: tuple[tuple[str, str], ...] = (
 
 
 def parse_call(data: dict[str, Any]) -> dict[str, Any]:
-    """``call/status`` (§4.7): ``{"state": idle|ringing|calling|connected|active}``, and the
-    device's own word as ``status`` when it is not READY."""
+    """``call/status`` (§4.7): ``{"state": idle|ringing|calling|connected|active, "status": the
+    device's own word}`` (always both: the retained state is merged, so a ``status`` left out
+    would keep the last call's word)."""
     status = (as_str(data.get("Status")) or "").strip().upper()
     if not status:
         raise DeviceProtocolError("call/status: no Status", code="bad_shape")
     state = next((name for prefix, name in _CALL_STATES if status.startswith(prefix)), "active")
-    return {"state": state} if state == "idle" else {"state": state, "status": status}
+    return {"state": state, "status": status}
 
 
 SIP_STATES = {-1: "unknown", 0: "disabled", 1: "registering", 2: "registered", 3: "failed"}

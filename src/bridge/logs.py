@@ -57,7 +57,6 @@ def configure(
     # httpx logs every request at INFO; that is our job, at DEBUG, with device context.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    # asyncio warns once per write to a socket its peer already closed ("socket.send() raised
-    # exception."), naming nobody: a client that sends many requests and hangs up would flood
-    # the log. Its errors still show.
+    # asyncio warns once per write to a socket its peer already closed, naming nobody: a
+    # client that sends many requests and hangs up would flood the log. Its errors still show.
     logging.getLogger("asyncio").setLevel(logging.ERROR)

@@ -37,10 +37,12 @@ $(STAMP): pyproject.toml | check-python
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# Real parts the tests use: mosquitto (the fixtures start brokers on free ports), promtool
+# Real parts the tests use: mosquitto (the fixtures start brokers on free ports) and its
+# clients (mosquitto_sub/mosquitto_pub, as the docs use them), promtool
 # (Prometheus' metrics linter, Debian package prometheus), systemd-analyze (unit check) and
 # openssl (makes the test certificate of the device TLS tests).
 TEST_PACKAGES := $(shell command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || echo mosquitto) \
+	$(shell command -v mosquitto_sub >/dev/null 2>&1 || echo mosquitto-clients) \
 	$(shell command -v promtool >/dev/null 2>&1 || echo prometheus) \
 	$(shell command -v systemd-analyze >/dev/null 2>&1 || echo systemd) \
 	$(shell command -v openssl >/dev/null 2>&1 || echo openssl)

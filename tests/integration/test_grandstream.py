@@ -92,7 +92,14 @@ async def test_a_push_brings_motion_with_one_status_read(
     sim = GrandstreamSimulator()
     async with serving({DEVICE: sim}), Consumer(mosquitto.url) as consumer:
         settings = config(
-            mosquitto, sim, tmp_path, poll_interval="30s", slow_interval="30s", push_token=TOKEN
+            # The case is poll_interval 30s; an hour makes sure no scheduled tick (the
+            # first lands at random within the interval) can stand in for the push.
+            mosquitto,
+            sim,
+            tmp_path,
+            poll_interval="1h",
+            slow_interval="1h",
+            push_token=TOKEN,
         )
         async with running(settings) as bridge:
             await online(consumer, sim)

@@ -199,6 +199,29 @@ class Consumer:
         assert self.client is not None
         await self.client.publish(topic, payload, qos=1, **kwargs)
 
+    def events(self, device: str, type_: str | None = None) -> list[dict[str, Any]]:
+        """The events of ``device`` seen so far (of one type, or all), in order."""
+        prefix = f"bridge/{device}/event/"
+        return [
+            s.json()
+            for s in self.seen
+            if s.topic.startswith(prefix) and (type_ is None or s.topic == prefix + type_)
+        ]
+
+    def event_data(self, device: str, type_: str) -> list[dict[str, Any]]:
+        """The ``data`` of those events without ``raw``: what a table in the docs lists."""
+        return [
+            {k: v for k, v in e["data"].items() if k != "raw"} for e in self.events(device, type_)
+        ]
+
+    async def command(self, device: str, name: str, id_: str, **args: Any) -> dict[str, Any]:
+        """Send a command to ``device`` and return its result."""
+        body = {"command": name, "args": args, "id": id_}
+        await self.publish(f"bridge/{device}/command", json.dumps(body))
+        found = await self.first(f"bridge/{device}/command/result", id=id_)
+        result: dict[str, Any] = found.json()
+        return result
+
 
 def _matches(item: Seen, match: dict[str, Any]) -> bool:
     if not match:

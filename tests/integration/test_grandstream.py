@@ -27,15 +27,6 @@ def config(mosquitto: Mosquitto, sim: GrandstreamSimulator, state_dir: Path, **d
     return bridge_config(mosquitto.url, {DEVICE: sim}, state_dir, driver="grandstream", **options)
 
 
-def data(consumer: Consumer, type_: str) -> list[dict[str, Any]]:
-    topic = f"bridge/{DEVICE}/event/{type_}"
-    return [
-        {k: v for k, v in s.json()["data"].items() if k != "raw"}
-        for s in consumer.seen
-        if s.topic == topic
-    ]
-
-
 async def online(consumer: Consumer, sim: GrandstreamSimulator) -> None:
     await consumer.wait_for(
         lambda seen: any(
@@ -65,19 +56,19 @@ async def test_motion_and_alarm_input_reach_mqtt(mosquitto: Mosquitto, tmp_path:
 
             reads = sim.hits[STATUS]
             sim.set_motion(3, active=True)
-            await consumer.wait_for(lambda _: data(consumer, "motion.started"))
+            await consumer.wait_for(lambda _: consumer.event_data(DEVICE, "motion.started"))
             assert sim.hits[STATUS] <= reads + 2  # within one poll
-            assert data(consumer, "motion.started") == [{"channel": 3}]
+            assert consumer.event_data(DEVICE, "motion.started") == [{"channel": 3}]
 
             reads = sim.hits["device?get"]
             sim.set_input(1, active=True)
-            await consumer.wait_for(lambda _: data(consumer, "input.changed"))
+            await consumer.wait_for(lambda _: consumer.event_data(DEVICE, "input.changed"))
             assert sim.hits["device?get"] <= reads + 2
-            assert data(consumer, "input.changed") == [{"port": 1, "active": True}]
+            assert consumer.event_data(DEVICE, "input.changed") == [{"port": 1, "active": True}]
 
             sim.set_motion(3, active=False)
-            await consumer.wait_for(lambda _: data(consumer, "motion.stopped"))
-            assert data(consumer, "motion.stopped") == [{"channel": 3}]
+            await consumer.wait_for(lambda _: consumer.event_data(DEVICE, "motion.stopped"))
+            assert consumer.event_data(DEVICE, "motion.stopped") == [{"channel": 3}]
             await consumer.wait_for(
                 lambda _: last_state(consumer).get("inputs", {}).get("1") == {"active": True}
             )
@@ -108,7 +99,7 @@ async def test_a_push_brings_motion_with_one_status_read(
             sim.configure_push(f"{base}?alarm_type=%d&channel=%d")
             reads = sim.hits[STATUS]
             sim.set_motion(0, active=True)
-            await consumer.wait_for(lambda _: data(consumer, "motion.started"))
+            await consumer.wait_for(lambda _: consumer.event_data(DEVICE, "motion.started"))
             assert sim.pushes == [(f"{base}?alarm_type=2&channel=0", 204)]
             # The push woke the poller: one read, not the next tick of a 30 s interval.
             assert sim.hits[STATUS] == reads + 1

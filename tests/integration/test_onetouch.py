@@ -6,7 +6,6 @@ its arrival, never by a wall-clock bound.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -27,19 +26,6 @@ FAST = {"poll_interval": "100ms", "log_interval": "100ms", "slow_interval": "200
 def config(mosquitto: Mosquitto, sim: OnetouchSimulator, state_dir: Path, **device: Any) -> Any:
     options = {"username": "admin", "password": "httpapi", **FAST, **device}
     return bridge_config(mosquitto.url, {DEVICE: sim}, state_dir, driver="onetouch", **options)
-
-
-def events(consumer: Consumer, type_: str | None = None) -> list[dict[str, Any]]:
-    prefix = f"bridge/{DEVICE}/event/"
-    return [
-        s.json()
-        for s in consumer.seen
-        if s.topic.startswith(prefix) and (type_ is None or s.topic == prefix + type_)
-    ]
-
-
-def data(consumer: Consumer, type_: str) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e["data"].items() if k != "raw"} for e in events(consumer, type_)]
 
 
 async def online(consumer: Consumer, sim: OnetouchSimulator) -> None:
@@ -63,16 +49,8 @@ async def within_one_poll(
     return found
 
 
-async def command(consumer: Consumer, name: str, id_: str, **args: Any) -> dict[str, Any]:
-    body = {"command": name, "args": args, "id": id_}
-    await consumer.publish(f"bridge/{DEVICE}/command", json.dumps(body))
-    found = await consumer.first(f"bridge/{DEVICE}/command/result", id=id_)
-    result: dict[str, Any] = found.json()
-    return result
-
-
 def assert_no_duplicates(consumer: Consumer) -> None:
-    ids = [e["id"] for e in events(consumer)]
+    ids = [e["id"] for e in consumer.events(DEVICE)]
     assert not [i for i, n in Counter(ids).items() if n > 1]
 
 
@@ -87,7 +65,7 @@ async def test_everything_a_door_station_does_reaches_mqtt(
             assert (info["vendor"], info["serial"]) == ("Onetouch", sim.mac)
             assert info["commands"] == ["dial", "hangup", "open_door", "refresh"]
 
-            opened = await command(consumer, "open_door", "o1", door=1)
+            opened = await consumer.command(DEVICE, "open_door", "o1", door=1)
             assert opened == {
                 "id": "o1",
                 "command": "open_door",
@@ -97,53 +75,66 @@ async def test_everything_a_door_station_does_reaches_mqtt(
             }
             assert sim.hits["relay/trig"] == 1
             await within_one_poll(
-                consumer, sim, "relay/status", lambda: data(consumer, "switch.changed")
+                consumer, sim, "relay/status", lambda: consumer.event_data(DEVICE, "switch.changed")
             )
             sim.advance(sim.hold_delay(1))
-            await consumer.wait_for(lambda _: len(data(consumer, "switch.changed")) == 2)
-            assert data(consumer, "switch.changed") == [
+            await consumer.wait_for(
+                lambda _: len(consumer.event_data(DEVICE, "switch.changed")) == 2
+            )
+            assert consumer.event_data(DEVICE, "switch.changed") == [
                 {"switch": 1, "active": True},
                 {"switch": 1, "active": False},
             ]
 
             sim.set_input(2, active=True)
             await within_one_poll(
-                consumer, sim, "input/status", lambda: data(consumer, "input.changed")
+                consumer, sim, "input/status", lambda: consumer.event_data(DEVICE, "input.changed")
             )
-            assert data(consumer, "input.changed") == [{"port": 2, "active": True}]
+            assert consumer.event_data(DEVICE, "input.changed") == [{"port": 2, "active": True}]
 
             sim.swipe("00B4161D", name="Alice", valid=True, door=0)
             await within_one_poll(
-                consumer, sim, "doorlog/get", lambda: data(consumer, "access.granted")
+                consumer, sim, "doorlog/get", lambda: consumer.event_data(DEVICE, "access.granted")
             )
             sim.swipe("DEADBEEF", valid=False, door=0)
             await within_one_poll(
-                consumer, sim, "doorlog/get", lambda: data(consumer, "access.denied")
+                consumer, sim, "doorlog/get", lambda: consumer.event_data(DEVICE, "access.denied")
             )
             sim.enter_code("4711", name="Bob", valid=True, door=0)
             await within_one_poll(
-                consumer, sim, "doorlog/get", lambda: len(data(consumer, "access.granted")) == 2
+                consumer,
+                sim,
+                "doorlog/get",
+                lambda: len(consumer.event_data(DEVICE, "access.granted")) == 2,
             )
-            assert data(consumer, "card.read") == [
+            assert consumer.event_data(DEVICE, "card.read") == [
                 {"uid": "00B4161D", "valid": True},
                 {"uid": "DEADBEEF", "valid": False},
             ]
-            assert data(consumer, "access.granted") == [
+            assert consumer.event_data(DEVICE, "access.granted") == [
                 {"method": "card", "user": "Alice"},
                 {"method": "code", "user": "Bob"},
             ]
 
             sim.incoming_call("101", name="Lobby")
             await within_one_poll(
-                consumer, sim, "call/status", lambda: data(consumer, "call.state_changed")
+                consumer,
+                sim,
+                "call/status",
+                lambda: consumer.event_data(DEVICE, "call.state_changed"),
             )
-            assert data(consumer, "call.state_changed")[0]["state"] == "ringing"
+            assert consumer.event_data(DEVICE, "call.state_changed")[0]["state"] == "ringing"
 
             sim.set_registration(1, 3)
             await within_one_poll(
-                consumer, sim, "sip/status", lambda: data(consumer, "sip.registration_changed")
+                consumer,
+                sim,
+                "sip/status",
+                lambda: consumer.event_data(DEVICE, "sip.registration_changed"),
             )
-            assert data(consumer, "sip.registration_changed") == [{"account": 1, "state": "failed"}]
+            assert consumer.event_data(DEVICE, "sip.registration_changed") == [
+                {"account": 1, "state": "failed"}
+            ]
 
             state = await consumer.wait_for(
                 lambda _: next(
@@ -158,9 +149,9 @@ async def test_everything_a_door_station_does_reaches_mqtt(
             assert state["inputs"]["2"] == {"active": True}
             assert state["call"]["state"] == "ringing"
 
-            denied = await command(consumer, "reboot", "r1")
+            denied = await consumer.command(DEVICE, "reboot", "r1")
             assert denied["error"]["code"] == "denied"
-            bad = await command(consumer, "open_door", "o2", door=True)
+            bad = await consumer.command(DEVICE, "open_door", "o2", door=True)
             assert bad["error"]["code"] == "invalid_args"
             assert sim.hits["relay/trig"] == 1  # neither reached the device
 
@@ -184,11 +175,11 @@ async def test_a_push_brings_the_input_change_at_once(mosquitto: Mosquitto, tmp_
             sim.config["Config.DoorSetting.INPUT.ActionUrlA"] = url
             reads = sim.hits["input/status"]
             sim.set_input(1, active=True)
-            await consumer.wait_for(lambda _: data(consumer, "input.changed"))
+            await consumer.wait_for(lambda _: consumer.event_data(DEVICE, "input.changed"))
             assert sim.pushes == [(url, 204)]
             # The push woke the poller: one read, not the next tick of the interval.
             assert sim.hits["input/status"] == reads + 1
-            assert data(consumer, "input.changed") == [{"port": 1, "active": True}]
+            assert consumer.event_data(DEVICE, "input.changed") == [{"port": 1, "active": True}]
 
             sim.config["Config.DoorSetting.INPUT.ActionUrlA"] = url.replace(TOKEN, "x" * 32)
             sim.set_input(1, active=False)
@@ -207,26 +198,28 @@ async def test_device_reboot_and_bridge_restart_publish_each_record_once(
         async with running(config(mosquitto, sim, tmp_path)):
             await online(consumer, sim)
             sim.swipe("00000001", door=0)
-            await consumer.wait_for(lambda _: data(consumer, "card.read"))
+            await consumer.wait_for(lambda _: consumer.event_data(DEVICE, "card.read"))
             sim.advance(120)
             sim.reboot()
-            await consumer.wait_for(lambda _: events(consumer, "device.started"))
+            await consumer.wait_for(lambda _: consumer.events(DEVICE, "device.started"))
             sim.swipe("00000002", door=0)
-            await consumer.wait_for(lambda _: len(data(consumer, "card.read")) == 2)
+            await consumer.wait_for(lambda _: len(consumer.event_data(DEVICE, "card.read")) == 2)
         # The bridge is stopped (the SIGTERM path): what happens meanwhile is published once
         # at the next start, what was published before is not published again.
         sim.swipe("00000003", door=0)
         sim.enter_code("2222", door=0)
         async with running(config(mosquitto, sim, tmp_path)):
             await online(consumer, sim)
-            await consumer.wait_for(lambda _: len(data(consumer, "card.read")) == 3)
+            await consumer.wait_for(lambda _: len(consumer.event_data(DEVICE, "card.read")) == 3)
             reads = sim.hits["doorlog/get"]
             await wait_until(lambda: sim.hits["doorlog/get"] >= reads + 3)
-        assert [d["uid"] for d in data(consumer, "card.read")] == [
+        assert [d["uid"] for d in consumer.event_data(DEVICE, "card.read")] == [
             "00000001",
             "00000002",
             "00000003",
         ]
-        assert [d["method"] for d in data(consumer, "access.granted")] == ["card"] * 3 + ["code"]
-        assert len(events(consumer, "device.started")) == 1
+        assert [d["method"] for d in consumer.event_data(DEVICE, "access.granted")] == [
+            "card"
+        ] * 3 + ["code"]
+        assert len(consumer.events(DEVICE, "device.started")) == 1
         assert_no_duplicates(consumer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,17 +35,8 @@ def config(mosquitto: Mosquitto, sim: TwoNSimulator, state_dir: Path, **device: 
     return bridge_config(mosquitto.url, {DEVICE: sim}, state_dir, driver="2n", **options)
 
 
-def events(consumer: Consumer, type_: str | None = None) -> list[dict[str, Any]]:
-    prefix = f"bridge/{DEVICE}/event/"
-    return [
-        s.json()
-        for s in consumer.seen
-        if s.topic.startswith(prefix) and (type_ is None or s.topic == prefix + type_)
-    ]
-
-
 def presses(consumer: Consumer) -> list[str]:
-    return [e["id"] for e in events(consumer, "doorbell.pressed")]
+    return [e["id"] for e in consumer.events(DEVICE, "doorbell.pressed")]
 
 
 async def online(consumer: Consumer) -> None:
@@ -57,16 +47,8 @@ async def online(consumer: Consumer) -> None:
     )
 
 
-async def command(consumer: Consumer, name: str, id_: str, **args: Any) -> dict[str, Any]:
-    body = {"command": name, "args": args, "id": id_}
-    await consumer.publish(f"bridge/{DEVICE}/command", json.dumps(body))
-    found = await consumer.first(f"bridge/{DEVICE}/command/result", id=id_)
-    result: dict[str, Any] = found.json()
-    return result
-
-
 def assert_no_duplicates_and_in_order(consumer: Consumer) -> None:
-    ids = [e["id"] for e in events(consumer)]
+    ids = [e["id"] for e in consumer.events(DEVICE)]
     duplicates = [i for i, n in Counter(ids).items() if n > 1]
     assert not duplicates
     by_boot: dict[str, list[int]] = {}
@@ -94,19 +76,19 @@ async def test_doorbell_state_and_commands(mosquitto: Mosquitto, tmp_path: Path)
             assert ring["data"]["button"] == "%1"
             assert ring["data"]["raw"]["event"] == "KeyPressed"
 
-            opened = await command(consumer, "open_door", "o1")
+            opened = await consumer.command(DEVICE, "open_door", "o1")
             assert opened["status"] == "ok"
             await consumer.wait_for(
                 lambda _: (
-                    [e["data"]["active"] for e in events(consumer, "switch.changed")]
+                    [e["data"]["active"] for e in consumer.events(DEVICE, "switch.changed")]
                     == [True, False]
                 )
             )
-            assert events(consumer, "switch.changed")[0]["data"]["originator"] == "api"
+            assert consumer.events(DEVICE, "switch.changed")[0]["data"]["originator"] == "api"
 
-            locked = await command(consumer, "set_switch", "l1", switch=2, action="lock")
+            locked = await consumer.command(DEVICE, "set_switch", "l1", switch=2, action="lock")
             assert locked["status"] == "ok"
-            refused = await command(consumer, "set_switch", "l2", switch=2, on=True)
+            refused = await consumer.command(DEVICE, "set_switch", "l2", switch=2, on=True)
             assert refused["error"]["code"] == "action_failed"
             assert "14" in refused["error"]["message"]
             await consumer.wait_for(
@@ -116,7 +98,7 @@ async def test_doorbell_state_and_commands(mosquitto: Mosquitto, tmp_path: Path)
                 )
             )
 
-            snapshot = await command(consumer, "snapshot", "s1")
+            snapshot = await consumer.command(DEVICE, "snapshot", "s1")
             assert snapshot["status"] == "ok"
             image = await consumer.first(f"bridge/{DEVICE}/snapshot")
             assert image.payload.startswith(b"\xff\xd8")
@@ -129,11 +111,11 @@ async def test_doorbell_state_and_commands(mosquitto: Mosquitto, tmp_path: Path)
                 "topic": f"bridge/{DEVICE}/snapshot",
             }
 
-            no_call = await command(consumer, "answer", "a1")
+            no_call = await consumer.command(DEVICE, "answer", "a1")
             assert no_call["error"]["code"] == "no_call"
-            denied = await command(consumer, "reboot", "r1")
+            denied = await consumer.command(DEVICE, "reboot", "r1")
             assert denied["error"]["code"] == "denied"
-            bad = await command(consumer, "set_output", "p1", port="nope", on=True)
+            bad = await consumer.command(DEVICE, "set_output", "p1", port="nope", on=True)
             assert bad["error"]["code"] == "invalid_args"
 
         assert not sim.channels  # unsubscribed on the way out
@@ -169,7 +151,7 @@ async def test_reboot_and_channel_expiry_lose_and_duplicate_nothing(
             started = (await consumer.first(f"bridge/{DEVICE}/event/device.started")).json()
             assert started["data"]["raw"]["id"] == 1
 
-        assert len(events(consumer, "device.started")) == 1
+        assert len(consumer.events(DEVICE, "device.started")) == 1
         assert len(set(presses(consumer))) == 7
         assert_no_duplicates_and_in_order(consumer)
 
@@ -241,9 +223,11 @@ async def test_helios_215_with_sha256_digest_and_an_open_logging_service(
             assert info["firmware"].startswith("2.15")
             sim.press()
             await wait_until(lambda: len(presses(consumer)) == 1)
-            unsupported = await command(consumer, "set_switch", "x1", switch=1, action="hold")
+            unsupported = await consumer.command(
+                DEVICE, "set_switch", "x1", switch=1, action="hold"
+            )
             assert unsupported["error"]["code"] == "unsupported"
-            switched = await command(consumer, "set_switch", "x2", switch=1, on=True)
+            switched = await consumer.command(DEVICE, "set_switch", "x2", switch=1, on=True)
             assert switched["status"] == "ok"
             changed = await consumer.first(f"bridge/{DEVICE}/event/switch.changed")
             assert changed.json()["data"]["active"] is True
@@ -261,7 +245,7 @@ async def test_hidden_events_only_when_asked_for(mosquitto: Mosquitto, tmp_path:
             sim.emit("CapabilitiesChanged", {})
             sim.emit("SomethingNew", {"answer": 42})
             await consumer.first(f"bridge/{DEVICE}/event/vendor.SomethingNew")
-        types = {e["type"] for e in events(consumer)}
+        types = {e["type"] for e in consumer.events(DEVICE)}
         assert "vendor.CapabilitiesChanged" in types
         assert "vendor.DisplayTouched" not in types
 
@@ -297,14 +281,14 @@ async def test_doorbell_on_outgoing_calls_but_not_on_calls_the_bridge_places(
         document = config(mosquitto, sim, tmp_path, doorbell_on_call=True, doorbell_keys=[])
         async with running(document):
             await online(consumer)
-            dialed = await command(consumer, "dial", "d1", number="sip:100@pbx")
+            dialed = await consumer.command(DEVICE, "dial", "d1", number="sip:100@pbx")
             assert dialed["status"] == "ok"
             session = sim.press("%1", call=True)  # the visitor's button calls the flat
             await wait_until(lambda: len(presses(consumer)) == 1)
             await sim.wait_parked()
-            ring = events(consumer, "doorbell.pressed")[0]
+            ring = consumer.events(DEVICE, "doorbell.pressed")[0]
             assert (ring["data"]["button"], ring["data"]["session"]) == ("call", session)
-            calls = events(consumer, "call.state_changed")
+            calls = consumer.events(DEVICE, "call.state_changed")
             assert {c["data"]["session"] for c in calls} == {dialed["data"]["session"], session}
         assert len(presses(consumer)) == 1
 

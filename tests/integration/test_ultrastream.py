@@ -7,7 +7,6 @@ simulator's pings, never by a wall-clock bound.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,19 +25,6 @@ FAST = {"poll_interval": "100ms", "status_interval": "200ms", "settings_interval
 def config(mosquitto: Mosquitto, sim: UltraStreamSimulator, state_dir: Path) -> Any:
     options = {"username": "Admin", "password": "admin", **FAST}
     return bridge_config(mosquitto.url, {DEVICE: sim}, state_dir, driver="ultrastream", **options)
-
-
-def events(consumer: Consumer, type_: str) -> list[dict[str, Any]]:
-    topic = f"bridge/{DEVICE}/event/{type_}"
-    return [s.json() for s in consumer.seen if s.topic == topic]
-
-
-async def command(consumer: Consumer, name: str, id_: str, **args: Any) -> dict[str, Any]:
-    body = {"command": name, "args": args, "id": id_}
-    await consumer.publish(f"bridge/{DEVICE}/command", json.dumps(body))
-    found = await consumer.first(f"bridge/{DEVICE}/command/result", id=id_)
-    result: dict[str, Any] = found.json()
-    return result
 
 
 async def state_where(consumer: Consumer, check: Any) -> dict[str, Any]:
@@ -63,44 +49,44 @@ async def test_commands_events_and_state_through_mqtt(mosquitto: Mosquitto, tmp_
             info = (await consumer.first(f"bridge/{DEVICE}/info")).json()
             assert (info["vendor"], info["serial"]) == ("Magewell", sim.serial)
 
-            started = await command(consumer, "start_recording", "r1")
+            started = await consumer.command(DEVICE, "start_recording", "r1")
             assert started["status"] == "ok", started
             assert sim.recording
-            await consumer.wait_for(lambda _: events(consumer, "recording.started"))
+            await consumer.wait_for(lambda _: consumer.events(DEVICE, "recording.started"))
             await state_where(consumer, lambda s: s.get("recording") is True)
 
-            live = await command(consumer, "start_streaming", "s1", server=1)
+            live = await consumer.command(DEVICE, "start_streaming", "s1", server=1)
             assert live["status"] == "ok", live
             assert live["data"]["server"] == 1
-            await consumer.wait_for(lambda _: events(consumer, "streaming.started"))
+            await consumer.wait_for(lambda _: consumer.events(DEVICE, "streaming.started"))
             await state_where(consumer, lambda s: s.get("streaming", {}).get("1") is True)
 
             pings = sim.hits["ping"]
             sim.set_signal(False)
-            await consumer.wait_for(lambda _: events(consumer, "video_signal.lost"))
+            await consumer.wait_for(lambda _: consumer.events(DEVICE, "video_signal.lost"))
             assert sim.hits["ping"] <= pings + 3  # the status read follows within a poll or so
 
-            stopped = await command(consumer, "stop_streaming", "s2")
+            stopped = await consumer.command(DEVICE, "stop_streaming", "s2")
             assert stopped["status"] == "ok", stopped
-            await consumer.wait_for(lambda _: events(consumer, "streaming.stopped"))
-            done = await command(consumer, "stop_recording", "r2")
+            await consumer.wait_for(lambda _: consumer.events(DEVICE, "streaming.stopped"))
+            done = await consumer.command(DEVICE, "stop_recording", "r2")
             assert done["status"] == "ok", done
-            await consumer.wait_for(lambda _: events(consumer, "recording.stopped"))
+            await consumer.wait_for(lambda _: consumer.events(DEVICE, "recording.stopped"))
             final = await state_where(
                 consumer,
                 lambda s: s.get("recording") is False and s.get("streaming", {}).get("1") is False,
             )
             assert final["video_signal"] is False
 
-            denied = await command(consumer, "reboot", "b1")
+            denied = await consumer.command(DEVICE, "reboot", "b1")
             assert denied["error"]["code"] == "denied"
             assert sim.hits["reboot"] == 0
-            bad = await command(consumer, "start_streaming", "s3", server=True)
+            bad = await consumer.command(DEVICE, "start_streaming", "s3", server=True)
             assert bad["error"]["code"] == "invalid_args"
 
         for type_ in ("recording.started", "recording.stopped", "streaming.started"):
-            assert len(events(consumer, type_)) == 1, type_
-        assert len(events(consumer, "streaming.stopped")) == 1
+            assert len(consumer.events(DEVICE, type_)) == 1, type_
+        assert len(consumer.events(DEVICE, "streaming.stopped")) == 1
         results = [s.json()["id"] for s in consumer.on(f"bridge/{DEVICE}/command/result")]
         assert not [i for i, n in Counter(results).items() if n > 1]
         ids = [s.json()["id"] for s in consumer.seen if "/event/" in s.topic]

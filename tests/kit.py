@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -22,7 +22,10 @@ from bridge.drivers.base import Ack, Driver, DriverContext
 from bridge.metrics import Metrics
 from bridge.model import DeviceInfo, Event, StateUpdate, Update
 from bridge.settings import build_settings
+from bridge.simulators.base import Simulator
 from tests.helpers import DEADLINE, POLL
+
+SimulatorT = TypeVar("SimulatorT", bound=Simulator)
 
 
 @dataclass
@@ -127,3 +130,12 @@ async def driving(
             tg.cancel_scope.cancel()
             with anyio.CancelScope(shield=True):
                 await driver.aclose()
+
+
+@asynccontextmanager
+async def served(sim: SimulatorT) -> AsyncIterator[SimulatorT]:
+    """Serve ``sim`` on a free loopback port until the block ends."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(sim.serve)
+        yield sim
+        tg.cancel_scope.cancel()

@@ -7,11 +7,10 @@ counted number of further simulator reads, never after a sleep.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from bridge.commands import (
@@ -25,7 +24,7 @@ from bridge.commands import (
 from bridge.errors import AuthError, CommandError
 from bridge.model import Event
 from bridge.simulators.grandstream import GrandstreamSimulator
-from tests.kit import Driving, Recorder, driving
+from tests.kit import Driving, Recorder, driving, served
 
 pytestmark = pytest.mark.anyio
 FAST = {"poll_interval": "50ms", "slow_interval": "100ms"}
@@ -48,13 +47,8 @@ def device(sim: GrandstreamSimulator, **options: Any) -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def simulated(**options: Any) -> AsyncIterator[GrandstreamSimulator]:
-    sim = GrandstreamSimulator(**options)
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)
-        yield sim
-        tg.cancel_scope.cancel()
+def simulated(**options: Any) -> AbstractAsyncContextManager[GrandstreamSimulator]:
+    return served(GrandstreamSimulator(**options))
 
 
 @asynccontextmanager

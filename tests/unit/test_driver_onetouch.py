@@ -7,19 +7,18 @@ waiting for relay hold times.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from bridge.commands import CheckedCommand, DialArgs, NoArgs, OpenDoorArgs
 from bridge.errors import AuthError, CommandError, DeviceProtocolError
 from bridge.model import Event
 from bridge.simulators.onetouch import OnetouchSimulator
-from tests.kit import Driving, Recorder, driving
+from tests.kit import Driving, Recorder, driving, served
 
 pytestmark = pytest.mark.anyio
 FAST = {"poll_interval": "50ms", "log_interval": "50ms", "slow_interval": "100ms"}
@@ -37,13 +36,8 @@ def device(sim: OnetouchSimulator, **options: Any) -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def simulated(**options: Any) -> AsyncIterator[OnetouchSimulator]:
-    sim = OnetouchSimulator(**options)
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)
-        yield sim
-        tg.cancel_scope.cancel()
+def simulated(**options: Any) -> AbstractAsyncContextManager[OnetouchSimulator]:
+    return served(OnetouchSimulator(**options))
 
 
 @asynccontextmanager

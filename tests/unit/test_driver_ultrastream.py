@@ -7,18 +7,17 @@ number of the simulator's reads, never after a sleep.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from bridge.commands import CheckedCommand, NoArgs, StreamingArgs
 from bridge.errors import AuthError, CommandError
 from bridge.model import Event
 from bridge.simulators.ultrastream import UltraStreamSimulator
-from tests.kit import Driving, Recorder, driving
+from tests.kit import Driving, Recorder, driving, served
 
 pytestmark = pytest.mark.anyio
 FAST = {"poll_interval": "50ms", "status_interval": "100ms", "settings_interval": "200ms"}
@@ -36,13 +35,8 @@ def device(sim: UltraStreamSimulator, **options: Any) -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def simulated(**options: Any) -> AsyncIterator[UltraStreamSimulator]:
-    sim = UltraStreamSimulator(**options)
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)
-        yield sim
-        tg.cancel_scope.cancel()
+def simulated(**options: Any) -> AbstractAsyncContextManager[UltraStreamSimulator]:
+    return served(UltraStreamSimulator(**options))
 
 
 @asynccontextmanager

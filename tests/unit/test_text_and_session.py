@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -61,7 +62,7 @@ class SidDevice:
         self.busy += 1
         self.overlapped |= self.busy > 1
         try:
-            await anyio.sleep(0.001)
+            await anyio.lowlevel.checkpoint()  # a turn for any other request meanwhile
             self.calls.append(request.url.path)
             if request.url.path == "/login":
                 if request.url.params.get("password") != self.password:

@@ -16,7 +16,7 @@ from bridge.simulators.server import DropConnectionError, Request, Response, ser
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from anyio.abc import TaskGroup, TaskStatus
 
@@ -53,6 +53,20 @@ class Simulator:
         self.requests = 0
         self.port: int | None = None
         self.tasks: TaskGroup | None = None
+        self._changed = anyio.Event()
+
+    # -- state changes a test can wait for ---------------------------------------------------
+
+    def _notify(self) -> None:
+        """The simulated device's state changed: wake every ``wait_until``."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds, re-checked at every state change the simulator
+        reports (``_notify``). Give it a deadline (``fail_after``)."""
+        while not predicate():
+            await self._changed.wait()
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -210,4 +224,32 @@ def digest_fields(authorization: str) -> dict[str, str] | None:
     try:
         return parse_keqv_list(parse_http_list(fields))
     except (ValueError, IndexError):
+        return None
+
+
+class DeviceClock:
+    """Device time a test can move forward: ``clock()`` plus what ``advance`` added, and the
+    uptime since ``boot_epoch`` (set it at every simulated boot). Mixed into simulators whose
+    device reports an uptime; ``advanced`` is what a subclass does when time jumps."""
+
+    clock: Callable[[], float]
+    boot_epoch: float = 0.0
+    _skew: float = 0.0
+
+    def monotonic(self) -> float:
+        """Device time for timers and uptime: ``clock`` plus what ``advance`` added."""
+        return self.clock() + self._skew
+
+    @property
+    def uptime(self) -> int:
+        return max(0, int(self.monotonic() - self.boot_epoch))
+
+    def advance(self, seconds: float) -> None:
+        """Move device time forward (never back)."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self._skew += seconds
+        self.advanced()
+
+    def advanced(self) -> None:
         return None

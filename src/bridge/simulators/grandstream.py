@@ -54,10 +54,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
-import anyio
 import httpx
 
-from bridge.simulators.base import Simulator
+from bridge.simulators.base import DeviceClock, Simulator
 from bridge.simulators.server import DropConnectionError, Request, Response
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def jpeg(view: int) -> bytes:
     return b"\xff\xd8\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + b"\xff\xd9"
 
 
-class GrandstreamSimulator(Simulator):
+class GrandstreamSimulator(DeviceClock, Simulator):
     """A Grandstream GXV camera or encoder. See the module docstring."""
 
     def __init__(  # noqa: PLR0913 - keyword-only knobs of the simulated device
@@ -150,35 +149,13 @@ class GrandstreamSimulator(Simulator):
         self.pushes: list[tuple[str, int | None]] = []
         self.busy_left = 0
         self.boot = 1
-        self._skew = 0.0
         self.boot_epoch = self.monotonic()
         self._down_until = -math.inf
-        self._changed = anyio.Event()
 
     # -- time and state ----------------------------------------------------------------------
 
-    def monotonic(self) -> float:
-        return self.clock() + self._skew
-
-    @property
-    def uptime(self) -> int:
-        return max(0, int(self.monotonic() - self.boot_epoch))
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
-        self._skew += seconds
+    def advanced(self) -> None:
         self._notify()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Return once ``predicate()`` holds (re-checked at every state change, request and
-        push). Give it a deadline (``fail_after``)."""
-        while not predicate():
-            await self._changed.wait()
 
     def _channel(self, channel: int) -> Channel:
         if not 0 <= channel < len(self.channels):

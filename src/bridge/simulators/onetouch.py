@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 import httpx
 
-from bridge.simulators.base import Simulator, json_response
+from bridge.simulators.base import DeviceClock, Simulator, json_response
 from bridge.simulators.server import DropConnectionError, Request, Response
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ def default_config(relay_password: str, sip_password: str) -> dict[str, str]:
     return config
 
 
-class OnetouchSimulator(Simulator):
+class OnetouchSimulator(DeviceClock, Simulator):
     """An Onetouch intercom (model OT-IP-LP-C9 by default). See the module docstring."""
 
     def __init__(  # noqa: PLR0913 - keyword-only knobs of the simulated device
@@ -388,7 +388,6 @@ class OnetouchSimulator(Simulator):
         self.pushes: list[tuple[str, int | None]] = []  # Action URL GETs: (url, status or None)
         self.push_failures = 0
         self.boot = 1
-        self._skew = 0.0  # what ``advance`` added to ``clock``
         self._wall_shift = 0.0  # what ``set_time`` added to the wall clock only
         self.boot_epoch = self.monotonic()
         self._down_until = -math.inf
@@ -397,7 +396,6 @@ class OnetouchSimulator(Simulator):
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = 0
         self._timer_wake = anyio.Event()
-        self._changed = anyio.Event()
         self._nonces: dict[str, float] = {}  # nonce -> issue time (monotonic device time)
         self._opaque = secrets.token_hex(16)
         self._functions: dict[Key, Callable[[Args], Data]] = {
@@ -436,23 +434,12 @@ class OnetouchSimulator(Simulator):
 
     # -- time --------------------------------------------------------------------------------
 
-    def monotonic(self) -> float:
-        """Device time for timers and uptime: ``clock`` plus what ``advance`` added."""
-        return self.clock() + self._skew
-
     def now(self) -> float:
         """Device wall time (Unix): ``SystemTime`` and the log dates (§4.3)."""
         return self.monotonic() + self._wall_shift
 
-    @property
-    def uptime(self) -> int:
-        return max(0, int(self.monotonic() - self.boot_epoch))
-
-    def advance(self, seconds: float) -> None:
-        """Move device time forward; relay timers that fall due fire now."""
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
-        self._skew += seconds
+    def advanced(self) -> None:
+        """Device time jumped: relay timers that fell due fire now."""
         self._tick()
         self._timer_wake.set()
 
@@ -481,16 +468,6 @@ class OnetouchSimulator(Simulator):
             wait = self._timers[0][0] - self.monotonic() if self._timers else math.inf
             with anyio.move_on_after(wait):
                 await self._timer_wake.wait()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Return once ``predicate()`` holds; it is re-checked at every state change (relays,
-        inputs, calls, logs, Action URL deliveries). Give it a deadline (``fail_after``)."""
-        while not predicate():
-            await self._changed.wait()
 
     # -- serving, access ---------------------------------------------------------------------
 

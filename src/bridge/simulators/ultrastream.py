@@ -120,18 +120,8 @@ class UltraStreamSimulator(Simulator):
         self.booted_at = time.monotonic()
         self.unavailable_count = 0
         self._phase_until: float | None = None
-        self._changed = anyio.Event()
 
     # -- plumbing ----------------------------------------------------------------------------
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Return once ``predicate()`` holds (re-checked on every request and state change)."""
-        while not predicate():
-            await self._changed.wait()
 
     @property
     def uptime(self) -> float:

@@ -12,7 +12,7 @@ import json
 import re
 import ssl
 import time
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
@@ -249,7 +249,8 @@ class DeviceHttp:
         self.client = client
         self.device = device
         self._histogram = metrics.device_requests.labels(driver=driver)
-        self._lock = anyio.Lock() if serial else None
+        # ``serial``: each request waits for the one before it.
+        self._turn: AbstractAsyncContextManager[Any] = anyio.Lock() if serial else nullcontext()
         self._session = session
         self._session_headers: Mapping[str, str] | None = None
         self._forbidden = forbidden
@@ -302,11 +303,13 @@ class DeviceHttp:
         timeout: float | None = None,
         max_bytes: int = MAX_BODY,
         measure: bool = True,
+        login: bool = True,
     ) -> bytes:
         """Send one request and return the body; every failure is a ``DeviceError``.
 
         With a session: logged in first, and logged in again and repeated once when the reply
-        says the session expired.
+        says the session expired; ``login=False`` sends a request that needs no session (still
+        in its turn with ``serial``).
         """
         options: dict[str, Any] = {
             "params": params,
@@ -315,8 +318,8 @@ class DeviceHttp:
             "max_bytes": max_bytes,
             "measure": measure,
         }
-        async with self._turn():
-            if self._session is None:
+        async with self._turn:
+            if self._session is None or not login:
                 return await self.send(method, path, **options)
             if self._session_headers is None:
                 self._session_headers = await self._session.login(self)
@@ -329,14 +332,6 @@ class DeviceHttp:
     def forget_session(self) -> None:
         """Log in again before the next request (after a device reboot, say)."""
         self._session_headers = None
-
-    @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        if self._lock is None:
-            yield
-            return
-        async with self._lock:
-            yield
 
     async def send(self, method: str, path: str, **options: Any) -> bytes:  # noqa: ANN401
         """One request as it is: no session, no turn (what a ``Session.login`` uses)."""

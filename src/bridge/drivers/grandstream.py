@@ -30,6 +30,7 @@ import anyio
 import structlog
 from pydantic import Field
 
+from bridge.backoff import Backoff
 from bridge.commands import MotionDetectionArgs, PtzArgs, SetOutputArgs, SnapshotArgs
 from bridge.config import Interval, PolledDeviceConfig
 from bridge.drivers.base import Outcome
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bridge.driver")
 
 READ_TRIES = 3  # a read answered 503 (busy): tried this often inside one poll, then it fails
-READ_BACKOFF = 0.2  # seconds before the second try, doubled before each further one
+READ_BACKOFF = 0.2  # seconds: the first retry's ceiling (capped exponential, full jitter)
 # PtzArgs.action -> ptzcontrol (§3.11: 0 stop, 1 up, 2 down, 3 left, 4 right, 9/10 zoom,
 # 15 go to preset)
 PTZ_CONTROLS = {
@@ -415,7 +416,7 @@ class GrandstreamDriver:
         """One ``cmd=get`` read; a 503 (busy) is tried again after a backoff, ``READ_TRIES``
         times in all, then raised (the run ends; the supervisor backs off)."""
         what = f"{module}?cmd={cmd}"
-        delay = READ_BACKOFF
+        backoff = Backoff(base=READ_BACKOFF, cap=READ_BACKOFF * 4, floor=READ_BACKOFF / 2)
         for attempt in range(1, READ_TRIES + 1):
             try:
                 text = await self._http.get_text(f"/goform/{module}", params={"cmd": cmd})
@@ -423,8 +424,7 @@ class GrandstreamDriver:
                 if exc.code != "http_503" or attempt == READ_TRIES:
                     raise
                 log.debug("device_busy", request=what, attempt=attempt)
-                await anyio.sleep(delay * (0.5 + self._rng.random()))
-                delay *= 2
+                await anyio.sleep(backoff.next_delay())
                 continue
             return norm.parse_get(text, what)
         raise AssertionError("unreachable")  # pragma: no cover

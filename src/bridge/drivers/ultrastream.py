@@ -134,8 +134,8 @@ class UltraStreamDriver:
         self._context = context
         password = config.password.get_secret_value() if config.password else ""
         self._session = UltraStreamLogin(config.username or "Admin", password)
-        self._http = context.http(config, session=self._session)
-        self._lock = anyio.Lock()  # one request at a time, ping included
+        # One request at a time, ping (which needs no session) included.
+        self._http = context.http(config, session=self._session, serial=True)
         self._sequence = context.sequence()
         self._marks = context.checkpoint("ultrastream")
         self._state = PolledState(config.id, self._sequence)
@@ -379,8 +379,7 @@ class UltraStreamDriver:
 
     async def _ping(self) -> int:
         """``ping``: no login (§3.4)."""
-        async with self._lock:
-            body = await self._http.send("GET", PATH, params={"method": "ping"})
+        body = await self._http.request("GET", PATH, params={"method": "ping"}, login=False)
         reply = norm.unwrap(self._http.decode_json(body, "ping"), "ping")
         return norm.mask_of(reply, "ping")
 
@@ -388,8 +387,7 @@ class UltraStreamDriver:
         self, method: str, params: dict[str, Any] | None = None, *, repeat_ok: bool = False
     ) -> dict[str, Any]:
         """One ``usapi`` method with the session; its reply, or ``ApiError``."""
-        async with self._lock:
-            reply = await self._http.get_json(PATH, params={"method": method, **(params or {})})
+        reply = await self._http.get_json(PATH, params={"method": method, **(params or {})})
         return norm.unwrap(reply, method, repeat_ok=repeat_ok)
 
     async def aclose(self) -> None:

@@ -8,6 +8,12 @@ socket, and whatever else is ready meanwhile goes first (in the 2N driver, the n
 ``log/pull`` request: issue #13's strace of one event). On the loop's thread this client
 writes at once, with paho's ``loop_write`` (what paho itself does when no host loop is
 registered), and watches the socket only for what the kernel did not take.
+
+``publish_nowait`` hands a message over without a task of its own: aiomqtt's ``publish``
+awaits the acknowledgement with ``asyncio.wait_for`` (a task and a timer per message) and counts
+every pending call (a list of them per message), which the outbox's stream of QoS 1 events does
+not need. Its ``on_ack`` runs on the event loop after paho's callback returns, so it may publish
+again.
 """
 
 from __future__ import annotations
@@ -16,13 +22,59 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
+    from collections.abc import Callable
+
     from paho.mqtt.client import SocketLike
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 
 class Client(aiomqtt.Client):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - aiomqtt's own
+        super().__init__(*args, **kwargs)
+        self._acks: dict[int, Callable[[], None]] = {}  # message id -> its on_ack
+
+    def publish_nowait(  # noqa: PLR0913 - paho's publish, plus what to call on the ack
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool,
+        properties: Properties | None,
+        on_ack: Callable[[], None],
+    ) -> None:
+        """Queue a PUBLISH (written at once on the loop's thread); ``on_ack`` is called soon
+        after the broker's PUBACK (QoS 1), PUBCOMP (QoS 2), or once written (QoS 0). A
+        connection that breaks first never calls it: the caller requeues what is unacknowledged.
+
+        Raises ``aiomqtt.MqttCodeError`` when paho refuses it (not connected).
+        """
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if info.is_published():  # QoS 0, written already
+            self._loop.call_soon(on_ack)
+        else:
+            self._acks[info.mid] = on_ack
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,  # noqa: ANN401 - paho's callback signature
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        on_ack = self._acks.pop(mid, None)
+        if on_ack is None:  # one of aiomqtt's own publishes
+            super()._on_publish(client, userdata, mid, reason_code, properties)
+        else:  # outside paho's locks
+            self._loop.call_soon(on_ack)
+
     def _on_socket_register_write(
         self,
         client: mqtt.Client,

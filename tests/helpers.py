@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -15,22 +14,15 @@ from typing import Any, Self
 import aiomqtt
 import anyio
 
+from bridge.mosquitto import find_mosquitto, free_port
+
 DEADLINE = 10.0
 POLL = 0.01  # how often a condition without an event to wait on is checked
 RECONNECT_PACE = 0.05  # the consumer's pause between connection attempts
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
+    found = find_mosquitto()
     if found is None:
         msg = "mosquitto is not installed: run `make test`, which installs it"
         raise RuntimeError(msg)
@@ -44,6 +36,7 @@ class Mosquitto:
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""  # appended to the generated mosquitto.conf (one option per line)
 
     @property
     def url(self) -> str:
@@ -58,7 +51,7 @@ class Mosquitto:
             f"persistence_location {self.workdir}/\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
-            "log_dest none\n"
+            "log_dest none\n" + self.extra_config
         )
         log = self.workdir / "mosquitto.log"
         with log.open("ab") as out:

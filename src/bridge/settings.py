@@ -202,6 +202,8 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:

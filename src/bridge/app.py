@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import hmac
 import signal
 import socket
@@ -17,15 +18,16 @@ import structlog
 
 from bridge import __version__
 from bridge.commands import request_id
-from bridge.config import PolledDeviceConfig
+from bridge.config import PolledDeviceConfig, listen_host, listen_port
 from bridge.drivers import build_driver
 from bridge.drivers.base import DriverContext
 from bridge.errors import StartupError
-from bridge.httpd import HttpApp, Limits, serve
+from bridge.httpd import EVERY_ROUTE, MONITORING, PUSH_ONLY, HttpApp, Limits, serve
 from bridge.metrics import Metrics
 from bridge.model import BridgeResponse, CommandResult, ErrorInfo, format_time, utcnow
 from bridge.mqtt import render
-from bridge.mqtt.discovery import device_discovery
+from bridge.mqtt.discovery import cleared, device_discovery, discovery_topic, stale_topics
+from bridge.mqtt.ledger import Ledger, ledger_path
 from bridge.mqtt.link import MqttLink
 from bridge.mqtt.store import store_path
 from bridge.mqtt.topics import Topics
@@ -36,6 +38,7 @@ from bridge.systemd import Notifier
 if TYPE_CHECKING:
     import httpx
 
+    from bridge.config import HttpConfig
     from bridge.mqtt.message import Received
     from bridge.mqtt.topics import Inbound
     from bridge.settings import Settings
@@ -70,6 +73,14 @@ def config_summary(settings: Settings) -> dict[str, Any]:
     }
 
 
+def http_listeners(http: HttpConfig) -> list[tuple[str, str, frozenset[str]]]:
+    """``(key, host:port, routes)`` of each HTTP listener: ``listen`` serves every route, or all
+    but the push receivers when ``push_listen`` is set, which then serves them alone."""
+    if http.push_listen is None:
+        return [("listen", http.listen, EVERY_ROUTE)]
+    return [("listen", http.listen, MONITORING), ("push_listen", http.push_listen, PUSH_ONLY)]
+
+
 @dataclass
 class Bridge:
     """A configured bridge. ``run`` serves until ``stop`` is set or a signal arrives."""
@@ -81,7 +92,8 @@ class Bridge:
     stop: anyio.Event = field(default_factory=anyio.Event)
     started: anyio.Event = field(default_factory=anyio.Event)  # serving: HTTP bound, link up
     started_at: str = field(default_factory=lambda: format_time(utcnow()))
-    http_port: int | None = None
+    http_port: int | None = None  # bound port of http.listen
+    push_port: int | None = None  # bound port of http.push_listen, when set
     heartbeat: float = field(default_factory=time.monotonic)
     heartbeat_interval: float = 1.0
     notifier: Notifier = field(default_factory=Notifier)
@@ -129,21 +141,45 @@ class Bridge:
             for d in mine
         }
         self.metrics.build_info.info({"version": __version__})
+        self._ledger = Ledger(ledger_path(self.settings.state_dir, shard.index))
+        self._discovered: dict[str, bytes] = {}  # device → digest of its last discovery config
 
     def _discover(self, worker: DeviceWorker) -> None:
+        """Publish the device's discovery config, when it differs from the last one."""
         if worker.info is None:
             return
-        self.link.publish(
-            device_discovery(
-                self.topics,
-                prefix=self.settings.homeassistant.prefix,
-                device=worker.id,
-                name=worker.config.name,
-                info=worker.info,
-                state=worker.state,
-                version=__version__,
-            )
+        message = device_discovery(
+            self.topics,
+            prefix=self.settings.homeassistant.prefix,
+            device=worker.id,
+            name=worker.config.name,
+            info=worker.info,
+            state=worker.state,
+            events=worker.driver.events,
+            version=__version__,
         )
+        digest = hashlib.blake2b(message.payload, digest_size=16).digest()
+        if self._discovered.get(worker.id) == digest:
+            return
+        self._discovered[worker.id] = digest
+        self._ledger.add(message.topic)  # before it can reach the broker: never one unlisted
+        self.link.publish(message)
+
+    def _clear_removed(self) -> None:
+        """Empty the discovery configs published for devices no longer configured (or enabled),
+        so Home Assistant removes them; all of them when discovery is off."""
+        ha = self.settings.homeassistant
+        keep = (
+            [discovery_topic(ha.prefix, d.id) for d in self.settings.devices if d.enabled]
+            if ha.enabled
+            else []
+        )
+        stale = stale_topics(self._ledger.topics, keep)
+        for topic in stale:
+            self.link.publish(cleared(topic))
+        if stale:
+            log.info("discovery_cleared", configs=len(stale))
+        self._ledger.drop(stale)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -151,16 +187,10 @@ class Bridge:
         qos = self.settings.mqtt.qos
         async with anyio.create_task_group() as tg:
             if self.settings.http.enabled:
-                http = self.settings.http
-                app = self.http_app()
-                try:
-                    self.http_port = await tg.start(
-                        partial(serve, app, http.host, http.port, limits=app.limits)
-                    )
-                except OSError as exc:
-                    raise StartupError(f"http.listen {http.listen}: {exc.strerror}") from None
+                await self._serve_http(tg)
             await tg.start(self.link.run)
             self.link.publish(render.bridge_state(self.topics, online=True, qos=1))
+            self._clear_removed()
             self.link.publish(
                 render.retained_json(self.topics.bridge_info, self.info_payload(), qos=qos)
             )
@@ -192,9 +222,27 @@ class Bridge:
             await self._shutdown()
             tg.cancel_scope.cancel()
 
+    async def _serve_http(self, tg: anyio.abc.TaskGroup) -> None:
+        for key, listen, routes in http_listeners(self.settings.http):
+            app = self.http_app(routes)
+            host, port = listen_host(listen), listen_port(listen)
+            try:
+                bound = await tg.start(partial(serve, app, host, port, limits=app.limits))
+            except OSError as exc:
+                raise StartupError(f"http.{key} {listen}: {exc.strerror}") from None
+            if key == "listen":
+                self.http_port = bound
+            else:
+                self.push_port = bound
+
     def _warn_insecure(self) -> None:
-        if self.settings.mqtt.uses_tls and self.settings.mqtt.tls.insecure:
-            log.warning("mqtt_tls_insecure", hint="broker hostname is not verified")
+        mqtt = self.settings.mqtt
+        if mqtt.uses_tls and mqtt.tls.insecure:
+            log.warning(
+                "mqtt_tls_insecure",
+                broker=f"{mqtt.host}:{mqtt.port}",
+                hint="the broker's host name is not verified (mqtt.tls.insecure)",
+            )
         for worker in self.workers.values():
             if worker.config.url.startswith("https") and not worker.config.tls.verify:
                 log.warning("device_tls_unverified", device=worker.id, hint="set tls.ca_file")
@@ -343,9 +391,9 @@ class Bridge:
         self.metrics.pushes.labels(device=device).inc()
         return True
 
-    def http_app(self) -> HttpApp:
-        """The app of the HTTP server (``bridge.httpd``): this bridge's metrics, health,
-        readiness and push receivers."""
+    def http_app(self, routes: frozenset[str] = EVERY_ROUTE) -> HttpApp:
+        """An app of the HTTP server (``bridge.httpd``) serving ``routes`` of this bridge's
+        metrics, health, readiness and push receivers (see :func:`http_listeners`)."""
         http = self.settings.http
         return HttpApp(
             metrics=self.metrics.exposition,
@@ -353,6 +401,7 @@ class Bridge:
             ready=lambda: self.link.connected,
             push=self.push,
             limits=Limits(timeout=http.timeout, max_connections=http.max_connections),
+            serves=routes,
         )
 
     # -- views -------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from bridge.model import (
     utcnow,
 )
 from bridge.mqtt import render
+from bridge.mqtt.discovery import reshapes
 from bridge.mqtt.message import Message
 
 if TYPE_CHECKING:
@@ -134,10 +135,10 @@ class DeviceWorker:
         if isinstance(update, Event):
             self._publish_event(update, on_ack)
         elif isinstance(update, StateUpdate):
-            switches = set(self.state.get("switches", {}))
+            reshaped = self._discover is not None and reshapes(self.state, update.values)
             if merge(self.state, update.values) or "updated" not in self.state:
                 self.state["updated"] = format_time(utcnow())
-                if self._discover and set(self.state.get("switches", {})) != switches:
+                if self._discover and reshaped:
                     self._discover(self)
                 self._publish(
                     render.retained_json(self._topics.state(self.id), self.state, qos=self._qos)

@@ -35,6 +35,7 @@ class ScriptedDriver:
 
     steps: list[Exception | list[object]]
     commands: frozenset[str] = frozenset({"refresh"})
+    events: frozenset[str] = frozenset()
     runs: int = 0
     done: anyio.Event = field(default_factory=anyio.Event)
 

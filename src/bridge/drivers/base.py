@@ -140,6 +140,8 @@ class Driver(Protocol):
     """
 
     commands: frozenset[str]
+    #: The event types it publishes besides ``vendor.*`` (what Home Assistant discovery offers).
+    events: frozenset[str]
 
     async def run(self, emit: Emit) -> None: ...
 

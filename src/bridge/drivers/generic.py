@@ -42,6 +42,17 @@ class GenericDriver:
     commands = frozenset(
         {"open_door", "set_switch", "snapshot", "refresh", "reboot", "dial", "hangup"}
     )
+    #: The event types it publishes (besides ``vendor.*``): what Home Assistant discovery offers.
+    events = frozenset(
+        {
+            "device.started",
+            "doorbell.pressed",
+            "switch.changed",
+            "input.changed",
+            "motion.started",
+            "motion.stopped",
+        }
+    )
 
     def __init__(self, config: GenericConfig, context: DriverContext) -> None:
         self._config = config

@@ -96,6 +96,18 @@ class GrandstreamDriver:
             "reboot",
         }
     )
+    #: The event types it publishes (besides ``vendor.*``): what Home Assistant discovery offers.
+    events = frozenset(
+        {
+            "device.started",
+            "input.changed",
+            "output.changed",
+            "motion.started",
+            "motion.stopped",
+            "recording.started",
+            "recording.stopped",
+        }
+    )
 
     def __init__(self, config: GrandstreamConfig, context: DriverContext) -> None:
         self._config = config

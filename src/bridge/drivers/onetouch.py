@@ -89,6 +89,19 @@ class OnetouchConfig(PolledDeviceConfig):
 
 class OnetouchDriver:
     commands = frozenset({"open_door", "dial", "hangup", "refresh", "reboot"})
+    #: The event types it publishes (besides ``vendor.*``): what Home Assistant discovery offers.
+    events = frozenset(
+        {
+            "device.started",
+            "switch.changed",
+            "input.changed",
+            "call.state_changed",
+            "sip.registration_changed",
+            "card.read",
+            "access.granted",
+            "access.denied",
+        }
+    )
 
     def __init__(self, config: OnetouchConfig, context: DriverContext) -> None:
         self._config = config

@@ -123,6 +123,32 @@ class TwoNDriver:
             "reboot",
         }
     )
+    #: The event types it publishes (besides ``vendor.*``): what Home Assistant discovery offers.
+    events = frozenset(
+        {
+            "device.started",
+            "doorbell.pressed",
+            "key.pressed",
+            "code.entered",
+            "card.read",
+            "access.granted",
+            "access.denied",
+            "door.opened",
+            "door.closed",
+            "door.open_too_long",
+            "door.forced",
+            "switch.changed",
+            "input.changed",
+            "output.changed",
+            "motion.started",
+            "motion.stopped",
+            "noise.detected",
+            "tamper.changed",
+            "login.blocked",
+            "sip.registration_changed",
+            "call.state_changed",
+        }
+    )
 
     def __init__(self, config: TwoNConfig, context: DriverContext) -> None:
         self._config = config

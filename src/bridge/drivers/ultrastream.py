@@ -128,6 +128,19 @@ class UltraStreamDriver:
             "reboot",
         }
     )
+    #: The event types it publishes (besides ``vendor.*``): what Home Assistant discovery offers.
+    events = frozenset(
+        {
+            "device.started",
+            "recording.started",
+            "recording.stopped",
+            "streaming.started",
+            "streaming.stopped",
+            "video_signal.lost",
+            "video_signal.restored",
+            "storage.changed",
+        }
+    )
 
     def __init__(self, config: UltraStreamConfig, context: DriverContext) -> None:
         self._config = config

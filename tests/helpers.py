@@ -14,7 +14,8 @@ from typing import Any, Self
 import aiomqtt
 import anyio
 
-from bridge.mosquitto import find_mosquitto, free_port
+from bridge.mosquitto import find_mosquitto
+from bridge.mosquitto import free_port as free_port  # noqa: PLC0414 - re-exported for the tests
 
 DEADLINE = 10.0
 POLL = 0.01  # how often a condition without an event to wait on is checked

@@ -130,10 +130,26 @@ def _url_parts(url: str) -> SplitResult:
 
 
 class MqttTlsConfig(ConfigModel):
+    """The broker's TLS (``mqtts://``, ``wss://``). The files are read at every connection
+    attempt, so a renewed certificate is used at the next reconnect without a restart."""
+
     ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate")
-    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
-    key_file: Path | None = Field(None, description="private key of the client certificate")
-    insecure: bool = Field(default=False, description="skip broker hostname verification")
+    cert_file: Path | None = Field(
+        None, description="client certificate (PEM) for mutual TLS; may hold the key too"
+    )
+    key_file: Path | None = Field(
+        None, description="private key (PEM, not encrypted) of the client certificate"
+    )
+    insecure: bool = Field(
+        default=False,
+        description="skip broker hostname verification (the chain is still verified)",
+    )
+
+    @model_validator(mode="after")
+    def _check_key(self) -> MqttTlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file: needs cert_file, the certificate it belongs to")
+        return self
 
 
 class MqttConfig(ConfigModel):
@@ -164,6 +180,11 @@ class MqttConfig(ConfigModel):
             raise ValueError(f"url: scheme must be mqtt, mqtts, ws or wss, not {parts.scheme!r}")
         if not parts.hostname:
             raise ValueError("url: missing host")
+        if self.tls != MqttTlsConfig() and not self.uses_tls:
+            # Silently ignored, a CA or client certificate would leave the connection in clear.
+            raise ValueError(
+                f"tls: only used with mqtts:// or wss:// URLs, and url is {parts.scheme}://"
+            )
         return self
 
     @property
@@ -186,11 +207,36 @@ class HomeAssistantConfig(ConfigModel):
     prefix: TopicBase = "homeassistant"
 
 
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
+Listen = Annotated[str, AfterValidator(_check_listen)]
+
+
+def listen_host(listen: str) -> str:
+    """The host of a ``host:port`` (an IPv6 address without its brackets)."""
+    return listen.rpartition(":")[0].strip("[]")
+
+
+def listen_port(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
+
 class HttpConfig(ConfigModel):
     enabled: bool = True
-    listen: str = Field(
+    listen: Listen = Field(
         "127.0.0.1:9880",
-        description="host:port of /metrics, /healthz, /readyz and the push receivers /push/...",
+        description="host:port of /metrics, /healthz, /readyz, and of the push receivers "
+        "/push/... unless push_listen is set",
+    )
+    push_listen: Listen | None = Field(
+        None,
+        description="host:port of a second listener serving only the push receivers /push/..., "
+        "for the devices' network; listen then serves no /push/",
     )
     timeout: Annotated[Duration, Gt(0)] = Field(
         5.0,
@@ -202,19 +248,18 @@ class HttpConfig(ConfigModel):
     )
 
     @model_validator(mode="after")
-    def _check_listen(self) -> HttpConfig:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"listen: expected host:port, got {self.listen!r}")
+    def _check_push_listen(self) -> HttpConfig:
+        if self.push_listen == self.listen and listen_port(self.listen) != 0:
+            raise ValueError("push_listen: must differ from listen (or leave it out)")
         return self
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
+        return listen_host(self.listen)
 
     @property
     def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return listen_port(self.listen)
 
 
 class ShardConfig(ConfigModel):

@@ -1,5 +1,7 @@
 """The bridge's own HTTP server: ``/metrics``, ``/healthz``, ``/readyz`` and the push receivers
-``/push/<device>/<token>`` (spec §6, §8). With push receivers in use it faces the devices' LAN.
+``/push/<device>/<token>`` (spec §6, §8). With push receivers in use it faces the devices' LAN;
+an app can serve a part of the routes (:data:`MONITORING`, :data:`PUSH_ONLY`), so that the push
+receivers get a listener of their own there and the rest stays on a private address.
 
 Hypercorn's HTTP/1.1 engine (h11) runs a small ASGI app on the running event loop. From
 hypercorn come the header deadline (a connection counts as idle until a request head is
@@ -93,6 +95,11 @@ class Route:
     handler: Callable[[Request], Reply]
 
 
+#: Route names, for the part of them an app serves.
+MONITORING = frozenset({"metrics", "healthz", "readyz"})
+PUSH_ONLY = frozenset({"push"})
+EVERY_ROUTE = MONITORING | PUSH_ONLY
+
 READ = frozenset({"GET", "HEAD"})
 PUSH = frozenset({"GET", "POST"})
 NO_CONTENT = Reply(204)
@@ -115,9 +122,12 @@ def _json(value: Any) -> bytes:  # noqa: ANN401 - any JSON
 class HttpApp:
     """The ASGI app of the bridge's HTTP server. The bridge hands it the data (``Bridge.run``):
     the metrics exposition, the health view, readiness (the broker link) and ``push``, which
-    answers whether a ``/push/<device>/<token>`` was accepted."""
+    answers whether a ``/push/<device>/<token>`` was accepted.
 
-    def __init__(
+    ``serves`` names the routes it answers (default: all); any other path, a route left out
+    included, gets the one 404 of an unknown path."""
+
+    def __init__(  # noqa: PLR0913 - keyword-only: what the bridge hands the app
         self,
         *,
         metrics: Callable[[], bytes],
@@ -125,18 +135,21 @@ class HttpApp:
         ready: Callable[[], bool],
         push: Callable[[str, str], bool],
         limits: Limits = Limits(),
+        serves: frozenset[str] = EVERY_ROUTE,
     ) -> None:
         self._metrics = metrics
         self._health = health
         self._ready = ready
         self._push = push
         self.limits = limits
-        self.routes: dict[str, Route] = {
+        routes = {
             "/metrics": Route("metrics", READ, self._get_metrics),
             "/healthz": Route("healthz", READ, self._get_health),
             "/readyz": Route("readyz", READ, self._get_ready),
         }
-        self.push_route = Route("push", PUSH, self._receive_push)
+        self.routes: dict[str, Route] = {p: r for p, r in routes.items() if r.name in serves}
+        push_route = Route("push", PUSH, self._receive_push)
+        self.push_route = push_route if push_route.name in serves else None
 
     def route(self, path: str) -> Route | None:
         if (route := self.routes.get(path)) is not None:

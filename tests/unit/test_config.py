@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,12 @@ def problems(data: dict[str, object], environ: dict[str, str] | None = None) -> 
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_example_is_valid(path: Path) -> None:
+def test_every_shipped_example_is_valid(path: Path, tmp_path: Path) -> None:
+    # The systemd example reads its secrets from the unit's credentials (LoadCredential=).
+    for name in re.findall(r"\$\{CREDENTIALS_DIRECTORY\}/([\w-]+)", path.read_text()):
+        (tmp_path / name).write_text("0123456789abcdef0123456789abcdef\n")
     environ = {
+        "CREDENTIALS_DIRECTORY": str(tmp_path),
         "MQTT_PASSWORD": "x",
         "FRONT_DOOR_PASSWORD": "y",
         "SIDE_GATE_PASSWORD": "z",

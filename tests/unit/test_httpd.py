@@ -20,14 +20,16 @@ import h11
 import httpx
 import pytest
 import structlog
-from anyio.abc import SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from bridge.app import Bridge
-from bridge.httpd import HttpApp, Limits, serve
+from bridge.app import Bridge, http_listeners
+from bridge.errors import StartupError
+from bridge.httpd import EVERY_ROUTE, MONITORING, PUSH_ONLY, HttpApp, Limits, serve
 from bridge.logs import configure as configure_logs
 from bridge.settings import build_settings
 from bridge.shard import shard_of
+from tests.integration.harness import running
 
 pytestmark = pytest.mark.anyio
 
@@ -464,3 +466,86 @@ def test_defaults_are_the_documented_ones() -> None:
     http = build_settings({}, {}).http
     assert (http.timeout, http.max_connections) == (Limits().timeout, Limits().max_connections)
     assert (Limits().max_body, Limits().max_header) == (64 * 1024, 16 * 1024)
+
+
+# -- a listener for the push receivers alone -----------------------------------------------------
+
+
+async def test_an_app_serves_only_its_routes_and_404s_the_rest_alike() -> None:
+    backend = Backend()
+    for serves, served, refused in (
+        (PUSH_ONLY, [f"/push/front-door/{TOKEN}"], ["/metrics", "/healthz", "/readyz"]),
+        (MONITORING, ["/metrics", "/healthz", "/readyz"], [f"/push/front-door/{TOKEN}"]),
+    ):
+        app = HttpApp(
+            metrics=lambda: b"# metrics\n",
+            health=lambda: {"healthy": True},
+            ready=lambda: True,
+            push=backend.push,
+            serves=serves,
+        )
+        async with serving(app) as port, client(port) as http:
+            unknown = comparable(await http.get("/nothing"))
+            for path in served:
+                assert (await http.get(path)).status_code in {200, 204}, path
+            for path in refused:
+                assert comparable(await http.get(path)) == unknown, path
+                assert comparable(await http.post(path)) == unknown, path
+    assert backend.pushes == ["front-door"]
+
+
+@pytest.mark.parametrize(
+    ("http", "listeners"),
+    [
+        ({}, [("listen", "127.0.0.1:9880", EVERY_ROUTE)]),
+        (
+            {"listen": "127.0.0.1:9880", "push_listen": "192.0.2.5:9881"},
+            [
+                ("listen", "127.0.0.1:9880", MONITORING),
+                ("push_listen", "192.0.2.5:9881", PUSH_ONLY),
+            ],
+        ),
+    ],
+)
+def test_http_listeners(http: dict[str, str], listeners: list[object]) -> None:
+    assert http_listeners(build_settings({"http": http}, {}).http) == listeners
+
+
+async def test_push_listen_takes_the_push_receivers_off_listen(tmp_path: Path) -> None:
+    device = {"id": "front-door", "driver": "onetouch", "url": "http://127.0.0.1:1"}
+    config = {
+        "mqtt": {"url": "mqtt://127.0.0.1:1"},  # nobody there: the bridge serves regardless
+        "http": {"listen": "127.0.0.1:0", "push_listen": "127.0.0.1:0"},
+        "state_dir": str(tmp_path),
+        "devices": [{**device, "push_token": TOKEN}],
+    }
+    async with running(config) as bridge:
+        assert bridge.http_port is not None
+        assert bridge.push_port is not None
+        assert bridge.push_port != bridge.http_port
+        push = f"/push/front-door/{TOKEN}"
+        async with client(bridge.http_port) as main, client(bridge.push_port) as lan:
+            assert (await main.get("/metrics")).status_code == 200
+            assert (await main.get("/readyz")).status_code == 503  # no broker
+            assert (await main.get(push)).status_code == 404
+            assert (await lan.get(push)).status_code == 204
+            for path in ("/metrics", "/healthz", "/readyz"):
+                assert (await lan.get(path)).status_code == 404, path
+            metrics = (await main.get("/metrics")).text
+    assert 'bridge_device_pushes_total{device="front-door"} 1.0' in metrics
+
+
+async def test_a_busy_push_listen_port_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as busy:
+        port = busy.extra(SocketAttribute.local_port)
+        http = {"listen": "127.0.0.1:0", "push_listen": f"127.0.0.1:{port}"}
+        config = {"http": http, "mqtt": {"url": "mqtt://127.0.0.1:1"}, "state_dir": str(tmp_path)}
+        bridge = Bridge(build_settings(config, {}))
+        try:
+            with pytest.raises(ExceptionGroup) as caught:
+                await bridge.run()
+        finally:
+            close(bridge)  # its link never ran
+    [error] = caught.value.exceptions
+    assert isinstance(error, StartupError)
+    assert str(error) == f"http.push_listen 127.0.0.1:{port}: Address already in use"

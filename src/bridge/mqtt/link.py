@@ -15,7 +15,7 @@ once: each is handed to the client in order, and their acknowledgements are awai
 
 Nothing taken from a device is lost at a stop (spec §7). For an outbox message:
 
-* ``on_ack`` is called exactly once: when ``client.publish`` returned (after PUBACK for QoS 1,
+* ``on_ack`` is called exactly once: when the broker acknowledged the message (PUBACK for QoS 1,
   PUBCOMP for QoS 2, once written for QoS 0), or when the message is dropped on overflow
   (counted). A message requeued after a broken connection is not acknowledged: its ``on_ack``
   waits for the publish that succeeds. Drivers move their checkpoints in ``on_ack``, so after
@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -47,14 +46,17 @@ import anyio
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.backoff import Backoff
+from bridge.mqtt.client import Client
+from bridge.mqtt.connection import ClientLog, TlsFileError, describe_failure, tls_context
 from bridge.mqtt.message import Message, Received
 from bridge.mqtt.store import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
     from pathlib import Path
 
     from anyio.abc import TaskStatus
@@ -67,15 +69,18 @@ log = structlog.get_logger("bridge.mqtt")
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
 QUICK_DROP = 5.0  # seconds: a connection lost this soon after it was made
 QUICK_DROPS, QUICK_DROP_WINDOW = 3, 60.0  # so many of them within this many seconds
+SUBACK_FAILURE = 0x80  # a SUBACK return code from here on refuses the subscription
 BACKPRESSURE_AT = 1000  # outbox depth at which drivers stop reading from devices
 
 
 @dataclass(slots=True)
 class _Entry:
-    """An outbox message and its row in the durable store (None: not stored)."""
+    """An outbox message, its row in the durable store (None: not stored) and when it was
+    queued (``time.perf_counter()``)."""
 
     message: Message
-    row: int | None = None
+    row: int | None
+    queued: float
 
 
 @dataclass(slots=True)
@@ -84,6 +89,7 @@ class _Flight:
     message: Message
     from_table: bool
     row: int | None = None
+    queued: float | None = None  # outbox messages: when they were queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,8 @@ class MqttLink:
         self._subscriptions = tuple(subscriptions)
         self._metrics = metrics
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self._client_log = ClientLog(logging.getLogger("bridge.mqtt.client"))
+        self._refusals_logged: set[str] = set()  # subscriptions the broker refused, said once
         self._table: dict[str, Message] = {}
         self._dirty: dict[str, None] = {}  # ordered set of table topics to (re)publish
         self._outbox: deque[_Entry] = deque()
@@ -166,7 +174,7 @@ class MqttLink:
                     message.topic, message.payload, message.qos, message.correlation
                 )
                 self._count_dropped(trimmed)
-            self._outbox.append(_Entry(message, row))
+            self._outbox.append(_Entry(message, row, time.perf_counter()))
             self._metrics.outbox_depth.set(len(self._outbox))
         self._wake.set()
 
@@ -254,6 +262,7 @@ class MqttLink:
         Reports started at once: the bridge comes up with the broker down. What a previous run
         left in the store is queued first.
         """
+        tls_context(self._config)  # unusable TLS files stop the start (TlsFileError)
         self._restore()
         task_status.started()
         outage_logged = False
@@ -264,19 +273,16 @@ class MqttLink:
                         self._on_connected(outage_logged=outage_logged)
                         outage_logged = False
                         await self._session(client)
-                        if self._closing:
-                            return
-                except aiomqtt.MqttError as exc:
+                except (aiomqtt.MqttError, TlsFileError) as exc:
                     self._on_lost()
                     if self._closing:  # nobody left to wait for
                         return
                     self._check_takeover(exc)
-                    if not outage_logged:
-                        log.warning("mqtt_unavailable", broker=self._endpoint, error=str(exc))
-                        outage_logged = True
-                    else:
-                        log.debug("mqtt_retry_failed", error=str(exc))
-                delay = self._backoff.next_delay()
+                    delay = self._backoff.next_delay()
+                    self._log_failure(exc, delay, first=not outage_logged)
+                    outage_logged = True
+                else:
+                    return  # a session returns only once close() has flushed it
                 with anyio.move_on_after(delay):
                     while not self._closing:
                         await self._wait_wake()
@@ -299,7 +305,11 @@ class MqttLink:
         if not stored:
             return
         entries = [
-            _Entry(Message(s.topic, s.payload, s.qos, False, s.correlation, durable=True), s.row)
+            _Entry(
+                Message(s.topic, s.payload, s.qos, False, s.correlation, durable=True),
+                s.row,
+                time.perf_counter(),
+            )
             for s in stored
         ]
         self._outbox.extendleft(reversed(entries))
@@ -312,23 +322,24 @@ class MqttLink:
     def _endpoint(self) -> str:
         return f"{self._config.host}:{self._config.port}"
 
-    def _client(self) -> aiomqtt.Client:
+    def _log_failure(self, exc: Exception, delay: float, *, first: bool) -> None:
+        """An outage is said once (warning), each further failed attempt at debug."""
+        error = describe_failure(exc, self._client_log.take())
+        retry_in = round(delay, 2)
+        if first:
+            log.warning("mqtt_unavailable", broker=self._endpoint, error=error, retry_in=retry_in)
+        else:
+            attempt = self._backoff.attempt
+            log.debug("mqtt_retry_failed", error=error, attempt=attempt, retry_in=retry_in)
+
+    def _client(self) -> Client:
+        """A client for one connection attempt; the TLS files are read again for each."""
         cfg = self._config
-        tls_context: ssl.SSLContext | None = None
-        if cfg.uses_tls:
-            tls_context = ssl.create_default_context(
-                cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None
-            )
-            if cfg.tls.cert_file:
-                tls_context.load_cert_chain(
-                    str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None
-                )
-            if cfg.tls.insecure:
-                tls_context.check_hostname = False
+        context = tls_context(cfg)
         v5 = cfg.protocol == "5"
         url = urlsplit(cfg.url)
         websockets = url.scheme in {"ws", "wss"}
-        client = aiomqtt.Client(
+        client = Client(
             cfg.host,
             cfg.port,
             username=cfg.username,
@@ -344,16 +355,16 @@ class MqttLink:
             keepalive=max(5, math.ceil(cfg.keepalive)),
             timeout=10.0,
             max_inflight_messages=cfg.max_inflight,
-            tls_context=tls_context,
-            tls_insecure=cfg.tls.insecure if tls_context else None,
-            logger=logging.getLogger("bridge.mqtt.client"),
+            tls_context=context,
+            tls_insecure=cfg.tls.insecure if context else None,
+            logger=self._client_log,
             # Small QoS 1 publishes must not wait for Nagle to coalesce them.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         client.pending_calls_threshold = cfg.max_inflight + 10
         return client
 
-    def _check_takeover(self, exc: aiomqtt.MqttError) -> None:
+    def _check_takeover(self, exc: Exception) -> None:
         """Two clients with one client id knock each other off the broker again and again, and
         each only sees "disconnected": say the likely cause once, naming the id."""
         now = time.monotonic()
@@ -407,19 +418,34 @@ class MqttLink:
                 if self._table.get(flight.message.topic) is flight.message:
                     self._dirty[flight.message.topic] = None
             else:
-                self._outbox.appendleft(_Entry(flight.message, flight.row))
+                self._outbox.appendleft(_Entry(flight.message, flight.row, flight.queued or 0.0))
         self._metrics.outbox_depth.set(len(self._outbox))
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    def _check_granted(self, topic: str, granted: Sequence[int | ReasonCode]) -> None:
+        """A broker's ACL may refuse a subscription (SUBACK 0x80 and up: mosquitto's dynamic
+        security does, its ``acl_file`` does not): the bridge then never hears of the commands
+        or requests on it. Said once per topic and run."""
+        refused = [
+            str(code)
+            for code in granted
+            if (code.is_failure if isinstance(code, ReasonCode) else code >= SUBACK_FAILURE)
+        ]
+        if refused and topic not in self._refusals_logged:
+            self._refusals_logged.add(topic)
+            broker = self._endpoint
+            log.error("mqtt_subscription_refused", topic=topic, broker=broker, reason=refused[0])
+
+    async def _session(self, client: Client) -> None:
         """Serve one connection; raise ``MqttError`` when it breaks, return when closed."""
         for topic in self._subscriptions:
             if self._config.protocol == "5":
                 # Retain-as-published: a command published with retain is recognisable even
                 # when it arrives live, not only when the broker replays it at subscribe time.
                 options = SubscribeOptions(qos=1, retainAsPublished=True)
-                await client.subscribe(topic, options=options)
+                granted = await client.subscribe(topic, options=options)
             else:
-                await client.subscribe(topic, qos=1)
+                granted = await client.subscribe(topic, qos=1)
+            self._check_granted(topic, granted)
         failure: list[aiomqtt.MqttError] = []
         async with anyio.create_task_group() as tg:
 
@@ -430,11 +456,8 @@ class MqttLink:
                     failure.append(exc)
                     tg.cancel_scope.cancel()
 
-            def spawn(job: Callable[[], Awaitable[None]]) -> None:
-                tg.start_soon(guarded, job)
-
-            spawn(partial(self._receive, client))
-            await self._send(client, spawn)
+            tg.start_soon(guarded, partial(self._receive, client))
+            await guarded(partial(self._send, client))
             tg.cancel_scope.cancel()
         if failure:
             raise failure[0]
@@ -453,12 +476,14 @@ class MqttLink:
             entry = self._outbox.popleft()
             self._metrics.outbox_depth.set(len(self._outbox))
             self._seq += 1
-            return _Flight(self._seq, entry.message, from_table=False, row=entry.row)
+            return _Flight(
+                self._seq, entry.message, from_table=False, row=entry.row, queued=entry.queued
+            )
         return None
 
-    async def _send(
-        self, client: aiomqtt.Client, spawn: Callable[[Callable[[], Awaitable[None]]], None]
-    ) -> None:
+    async def _send(self, client: Client) -> None:
+        """Hand messages to the client in order, up to ``max_inflight`` unacknowledged; each is
+        on the socket before the driver that queued it reads on (``room``)."""
         # fast_acquire: a free slot is taken without yielding, so a backlog leaves at full speed
         # instead of one message per pass of the event loop.
         window = anyio.Semaphore(self._config.max_inflight, fast_acquire=True)
@@ -471,32 +496,33 @@ class MqttLink:
                 continue
             self._inflight[flight.seq] = flight
             await window.acquire()
-            spawn(partial(self._publish_one, client, flight, window))
-            self._check_room()  # after the spawn: the publish runs before a woken driver
+            self._publish_one(client, flight, window)
+            self._check_room()  # after the write: the driver reads on once it is out
 
-    async def _publish_one(
-        self, client: aiomqtt.Client, flight: _Flight, window: anyio.Semaphore
-    ) -> None:
+    def _publish_one(self, client: Client, flight: _Flight, window: anyio.Semaphore) -> None:
         message = flight.message
+        if flight.queued is not None:
+            self._metrics.mqtt_queue.observe(time.perf_counter() - flight.queued)
         properties = None
         if message.correlation is not None and self._config.protocol == "5":
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = message.correlation
-        try:
-            await client.publish(
-                message.topic,
-                message.payload,
-                qos=message.qos,
-                retain=message.retain,
-                properties=properties,
-            )
-        finally:
-            window.release()
+        client.publish_nowait(
+            message.topic,
+            message.payload,
+            qos=message.qos,
+            retain=message.retain,
+            properties=properties,
+            on_ack=partial(self._acknowledged, flight, window),
+        )
+
+    def _acknowledged(self, flight: _Flight, window: anyio.Semaphore) -> None:
+        window.release()
         # Not found: the connection broke meanwhile and the flight went back to the outbox; the
         # publish that succeeds then acknowledges it (at least once, on_ack once).
         if self._inflight.pop(flight.seq, None) is not None and not flight.from_table:
-            self._settle(message, flight.row)
-        self._metrics.mqtt_publishes.labels(retained=str(message.retain).lower()).inc()
+            self._settle(flight.message, flight.row)
+        self._metrics.mqtt_publishes.labels(retained=str(flight.message.retain).lower()).inc()
         if self._closing:
             self._wake.set()
 

@@ -75,6 +75,29 @@ class Client(aiomqtt.Client):
         else:  # outside paho's locks
             self._loop.call_soon(on_ack)
 
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,  # noqa: ANN401 - paho's callback signature
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        # Lost before the broker's CONNACK (it refused our client certificate, say): aiomqtt
+        # ignores that and lets the connect wait out its timeout. Fail the connect now.
+        if self._connected.done():
+            super()._on_disconnect(client, userdata, flags, reason_code, properties)
+            return
+        error = aiomqtt.MqttCodeError(reason_code, "Connection lost before the broker's CONNACK")
+        if self._on_loop_thread():
+            self._refuse(error)
+        else:
+            self._loop.call_soon_threadsafe(self._refuse, error)
+
+    def _refuse(self, error: aiomqtt.MqttCodeError) -> None:
+        if not self._connected.done():
+            self._connected.set_exception(error)
+
     def _on_socket_register_write(
         self,
         client: mqtt.Client,

@@ -13,6 +13,8 @@ from bridge.model import EVENT_TYPES, VENDOR_PREFIX
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 REQUEST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Sub-millisecond while the broker keeps up; seconds to minutes during an outage.
+QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1, 10, 60)
 
 
 def event_type_label(event_type: str) -> str:
@@ -105,6 +107,12 @@ class Metrics:
             "bridge_mqtt_received",
             "Inbound messages, by what became of them",
             ["outcome"],
+            registry=r,
+        )
+        self.mqtt_queue = Histogram(
+            "bridge_mqtt_queue_seconds",
+            "Time an event or command result waited in the outbox before its PUBLISH was sent",
+            buckets=QUEUE_BUCKETS,
             registry=r,
         )
         self.outbox_depth = Gauge(

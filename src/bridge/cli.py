@@ -302,8 +302,42 @@ def _check_config(path: Path) -> int:
     settings = _load(path)
     if settings is None:
         return EXIT_CONFIG
+    problems = _tls_files(settings)
+    for problem in problems:
+        print(problem, file=sys.stderr)  # noqa: T201
+    if problems:
+        return EXIT_CONFIG
     print(f"{path}: ok, {len(settings.devices)} device(s)")  # noqa: T201
     return 0
+
+
+def _tls_files(settings: Settings) -> list[str]:
+    """The TLS files the config names, loaded as ``run`` loads them: what ``run`` would refuse
+    (the broker's) or fail on for a device (its ``tls.ca_file``), one line each."""
+    import ssl  # noqa: PLC0415 - keep --version fast
+
+    from bridge.http import build_verify  # noqa: PLC0415
+    from bridge.mqtt.connection import TlsFileError, tls_context  # noqa: PLC0415
+
+    problems = []
+    try:
+        tls_context(settings.mqtt)
+    except TlsFileError as exc:
+        problems.append(str(exc))
+    for index, device in enumerate(settings.devices):
+        if device.tls.ca_file is None:
+            continue
+        try:
+            build_verify(device)
+        except ssl.SSLError:  # an OSError too: first
+            problems.append(
+                f"devices[{index}].tls.ca_file {device.tls.ca_file}: not a PEM CA bundle"
+            )
+        except OSError as exc:
+            problems.append(
+                f"devices[{index}].tls.ca_file {device.tls.ca_file}: cannot read: {exc.strerror}"
+            )
+    return problems
 
 
 def _run(args: argparse.Namespace) -> int:

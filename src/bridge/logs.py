@@ -57,6 +57,10 @@ def configure(
     # httpx logs every request at INFO; that is our job, at DEBUG, with device context.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # HTTP/2 on the push listener: hpack and h2 log every header at DEBUG, the request path
+    # (a push token) and any authorization among them.
+    logging.getLogger("hpack").setLevel(logging.WARNING)
+    logging.getLogger("h2").setLevel(logging.WARNING)
     # asyncio warns once per write to a socket its peer already closed, naming nobody: a
     # client that sends many requests and hangs up would flood the log. Its errors still show.
     logging.getLogger("asyncio").setLevel(logging.ERROR)

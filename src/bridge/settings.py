@@ -207,10 +207,24 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+            raise ConfigError([f"{path}: not valid YAML: {_yaml_problem(exc)}"]) from None
         if not isinstance(data, dict):
             raise ConfigError([f"{path}: the top level must be a mapping"])
-    return build_settings(data, environ)
+    try:
+        return build_settings(data, environ)
+    except RecursionError:  # `a: &a [*a]` makes a list that holds itself
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError([f"{where}nested too deeply (an alias that refers to itself?)"]) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """pyyaml's message on one line: the problem and where, without its quoted source."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    where = "" if mark is None else f" (line {mark.line + 1}, column {mark.column + 1})"
+    context = f"{exc.context}: " if exc.context else ""
+    return f"{context}{exc.problem}{where}"
 
 
 def build_settings(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> Settings:

@@ -311,3 +311,39 @@ def test_schema_writes_only_where_it_is_told(
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "event.schema.json" in written
     assert sorted(out.splitlines()) == [str(Path("out") / name) for name in written]
+
+
+@pytest.mark.parametrize(
+    ("config", "line"),
+    [
+        (
+            "mqtt: {url: 'mqtts://127.0.0.1:1', tls: {ca_file: '{missing}'}}",
+            "mqtt.tls.ca_file {missing}: cannot read: No such file or directory",
+        ),
+        (
+            "mqtt: {url: 'mqtts://127.0.0.1:1', tls: {ca_file: '{text}'}}",
+            "mqtt.tls.ca_file {text}: not a PEM CA bundle",
+        ),
+        (
+            "devices: [{id: d, driver: generic, url: 'https://192.0.2.1', tls: {ca_file: '{missing}'}}]",
+            "devices[0].tls.ca_file {missing}: cannot read: No such file or directory",
+        ),
+        (
+            "devices: [{id: d, driver: generic, url: 'https://192.0.2.1', tls: {ca_file: '{text}'}}]",
+            "devices[0].tls.ca_file {text}: not a PEM CA bundle",
+        ),
+    ],
+)
+def test_check_config_loads_the_tls_files_as_run_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config: str, line: str
+) -> None:
+    paths = {"missing": tmp_path / "absent.pem", "text": tmp_path / "notes.txt"}
+    paths["text"].write_text("not a certificate\n")
+    path = tmp_path / "bridge.yaml"
+    path.write_text(
+        config.replace("{missing}", str(paths["missing"])).replace("{text}", str(paths["text"]))
+    )
+    code, out, err = run_main(capsys, "check-config", "-c", str(path))
+    assert (code, out) == (2, "")
+    assert err.startswith(line.format(**paths))
+    assert err.count("\n") == 1

@@ -376,3 +376,26 @@ def test_errors_from_the_environment_name_the_variable(
     with pytest.raises(ConfigError) as caught:
         build_settings({})
     assert caught.value.problems == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "mqtt: [\n",
+            (
+                "not valid YAML: while parsing a flow node: expected the node content, "
+                "but found '<stream end>' (line 2, column 1)"
+            ),
+        ),
+        ("a: b: c\n", "not valid YAML: mapping values are not allowed here (line 1, column 5)"),
+        ("a: &a [*a]\n", "nested too deeply (an alias that refers to itself?)"),
+        ("- 1\n", "the top level must be a mapping"),
+    ],
+)
+def test_a_file_that_is_no_config_is_one_line(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    assert caught.value.problems == [f"{path}: {problem}"]

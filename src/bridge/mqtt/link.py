@@ -390,7 +390,6 @@ class MqttLink:
     def _on_connected(self, *, outage_logged: bool) -> None:
         self._connected_at = time.monotonic()
         self._connected = True
-        self._backoff.reset()
         self._metrics.mqtt_connected.set(1)
         for topic in self._table:  # the broker may have lost its retained store
             self._dirty[topic] = None
@@ -403,6 +402,10 @@ class MqttLink:
             self._dropped_since_log = 0
 
     def _on_lost(self) -> None:
+        # Only a connection that lasted starts the next outage from the shortest delay: one
+        # dropped at once (a second client with our client id) backs off further each time.
+        if self._connected_at is not None and time.monotonic() - self._connected_at >= QUICK_DROP:
+            self._backoff.reset()
         if self._connected:
             self._metrics.mqtt_reconnects.inc()
         self._connected = False

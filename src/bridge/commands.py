@@ -158,7 +158,7 @@ def parse_command(payload: bytes) -> CommandRequest:
     try:
         return CommandRequest.model_validate(raw)
     except ValidationError as exc:
-        raise CommandError("bad_request", describe_validation(exc)) from None
+        raise CommandError("bad_request", describe_validation(exc, unknown="unknown key")) from None
 
 
 def request_id(payload: bytes) -> str | int | None:
@@ -198,12 +198,23 @@ def check_command(
     return CheckedCommand(name=spec.name, args=args, id=request.id)
 
 
-def describe_validation(exc: ValidationError) -> str:
-    """One line per problem, naming the field, never echoing the input value."""
-    parts: list[str] = []
+_UNION_MEMBERS = {"str", "int", "float", "bool"}
+
+
+def describe_validation(exc: ValidationError, *, unknown: str = "unknown argument") -> str:
+    """One line per problem, naming the field, never echoing the input value; the members of
+    a union (``id``: text or a whole number) said as one. ``unknown`` names an extra key."""
+    said: dict[str, list[str]] = {}
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}: {say(err)}" if where else say(err))
+        loc = [str(p) for p in err["loc"]]
+        if len(loc) > 1 and loc[-1] in _UNION_MEMBERS:
+            loc.pop()  # pydantic names the member it tried; the user wrote one field
+        message = unknown if err["type"] == "extra_forbidden" else say(err)
+        said.setdefault(".".join(loc), []).append(message)
+    parts = []
+    for where, messages in said.items():
+        message = " or ".join([messages[0], *(m.removeprefix("expected ") for m in messages[1:])])
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 

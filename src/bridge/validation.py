@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 # pydantic's messages said in the project's words, by error type (``ctx`` fills the blanks).
 _MESSAGES: dict[str, str] = {
     "extra_forbidden": "unknown argument",
+    "missing": "required",
     "string_type": "expected text",
     "int_type": "expected a whole number",
     "int_parsing": "expected a whole number",
@@ -35,6 +36,8 @@ _MESSAGES: dict[str, str] = {
 
 def say(err: ErrorDetails) -> str:
     """The message of one validation error: ours for the common types, pydantic's otherwise."""
+    if err["type"] == "string_too_short" and err.get("ctx", {}).get("min_length") == 1:
+        return "must not be empty"
     template = _MESSAGES.get(err["type"])
     if template is not None:
         try:

@@ -166,3 +166,27 @@ def test_every_typed_argument_has_a_strictness_case() -> None:
                 if field_name == "height":
                     continue  # the same type as width
                 assert (name, field_name) in covered, (name, field_name)
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "message"),
+    [
+        (
+            b'{"command":"open_door","args":{"door":0},"id":"48"}',
+            "invalid_args",
+            "door: must be at least 1",
+        ),
+        (b'{"command":"open_door","args":{"door":1,"x":2}}', "invalid_args", "x: unknown argument"),
+        (b'{"cmd":"open_door","id":"50"}', "bad_request", "command: required; cmd: unknown key"),
+        (b'{"command":"refresh","id":1.5}', "bad_request", "id: expected text or a whole number"),
+        (b'{"command":"","id":"x"}', "bad_request", "command: must not be empty"),
+    ],
+)
+def test_a_refused_command_says_why_in_our_words(payload: bytes, code: str, message: str) -> None:
+    def check() -> None:
+        request = parse_command(payload)
+        check_command(request, supported={"open_door", "refresh"}, policy=CommandPolicy())
+
+    with pytest.raises(CommandError) as caught:
+        check()
+    assert (caught.value.code, str(caught.value)) == (code, message)

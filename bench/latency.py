@@ -30,27 +30,17 @@ import aiomqtt
 import anyio
 import httpx
 
-SIMULATORS = {
-    "generic": """
+BENCH = Path(__file__).resolve().parent
+GENERIC = """
 import sys, anyio
 from bridge.simulators.generic import GenericSimulator
-async def main():
-    sim = GenericSimulator()
-    await sim.serve("127.0.0.1", int(sys.argv[1]))
-anyio.run(main)
-""",
-    "2n": """
-import sys, time, anyio
-from bridge.simulators.two_n import TwoNSimulator
-class Stamped(TwoNSimulator):
-    def emit(self, name, params=None):
-        return super().emit(name, {**(params or {}), "t": time.time()})
-async def main():
-    sim = Stamped(username="bench", password="bench-secret")
-    await sim.serve("127.0.0.1", int(sys.argv[1]))
-anyio.run(main)
-""",
+anyio.run(GenericSimulator().serve, "127.0.0.1", int(sys.argv[1]))
+"""
+SIMULATORS = {  # argv before the port
+    "generic": [sys.executable, "-c", GENERIC],
+    "2n": [sys.executable, str(BENCH / "stamped_2n.py")],  # + username, password
 }
+SIMULATOR_ARGS = {"generic": [], "2n": ["bench", "bench-secret"]}
 PRESS = {"generic": {"button": 1}, "2n": {"key": "%1"}}
 EVENTS_PER_PRESS = {"generic": 1, "2n": 2}  # 2N: KeyPressed and KeyReleased
 DEVICE = {
@@ -92,7 +82,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def measure(
     mqtt_port: int, sim_port: int, driver: str, presses: int, rate: float
-) -> list[float]:
+) -> tuple[list[float], list[float]]:
     events = presses * EVENTS_PER_PRESS[driver]
     latencies: list[float] = []
     to_bridge: list[float] = []  # created -> the bridge's ``received`` (ms resolution)
@@ -200,7 +190,9 @@ def main() -> int:
     try:
         wait_port(mqtt_port)
         procs.append(
-            subprocess.Popen([sys.executable, "-c", SIMULATORS[args.driver], str(sim_port)])
+            subprocess.Popen(
+                [*SIMULATORS[args.driver], str(sim_port), *SIMULATOR_ARGS[args.driver]]
+            )
         )
         wait_port(sim_port)
         bridge = [sys.executable, "-m", "bridge", "run", "--config", str(work / "bridge.yaml")]

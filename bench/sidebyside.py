@@ -22,17 +22,17 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import anyio
@@ -42,7 +42,14 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.nodered and tests.helpers: the same parts the tests use
 
-from tests.helpers import Mosquitto, free_port  # noqa: E402
+from tests.helpers import Mosquitto  # noqa: E402
+from tests.nodered import running  # noqa: E402
+
+from bench.scale.processes import cpu_seconds  # noqa: E402
+from bridge.mosquitto import free_port  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 FLOW = Path(__file__).with_name("node-red-2n.json")
 DEVICES = {
@@ -62,6 +69,8 @@ class Side:
     latencies: dict[int, float] = field(default_factory=dict)  # device event id -> seconds
     to_receipt: dict[int, float] = field(default_factory=dict)  # device -> bridge `received`
     injected: set[int] = field(default_factory=set)
+    pid: int = 0  # the process whose CPU time is this side's cost
+    cpu: float = 0.0  # its CPU seconds during the measured injections
 
 
 def record(side: Side, event: dict[str, Any], now: float) -> None:
@@ -104,7 +113,7 @@ async def warm_up(http: httpx.AsyncClient, side: Side, device: str) -> None:
         while True:
             event_id = await inject(http, side, device)
             with anyio.move_on_after(1.0):
-                while event_id not in side.latencies:
+                while event_id not in side.latencies:  # noqa: ASYNC110 - filled by consume()
                     await anyio.sleep(0.01)
                 side.latencies.clear()
                 side.to_receipt.clear()
@@ -123,6 +132,7 @@ async def measure(mqtt_port: int, sides: list[Side], device: str, events: int, g
             tg.start_soon(consume_until_cancelled, client, sides)
             for side in sides:
                 await warm_up(http, side, device)
+            cpu = {side.name: cpu_seconds(side.pid) for side in sides}
             start = time.monotonic()
             for i in range(events):
                 await inject(http, sides[i % len(sides)], device)
@@ -130,8 +140,10 @@ async def measure(mqtt_port: int, sides: list[Side], device: str, events: int, g
                 if delay > 0:
                     await anyio.sleep(delay)
             with anyio.move_on_after(DEADLINE):
-                while any(s.injected - s.latencies.keys() for s in sides):
+                while any(s.injected - s.latencies.keys() for s in sides):  # noqa: ASYNC110
                     await anyio.sleep(0.01)
+            for side in sides:
+                side.cpu = cpu_seconds(side.pid) - cpu[side.name]
             tg.cancel_scope.cancel()
     for side in sides:
         missing = sorted(side.injected - side.latencies.keys())
@@ -161,11 +173,12 @@ def summary(seconds: list[float]) -> dict[str, float]:
 
 def histogram_quantiles(metrics: str, name: str) -> dict[str, str]:
     """p50 and p99 of a Prometheus histogram as the bucket bound that holds them."""
-    buckets: list[tuple[float, float]] = []
-    for family in text_string_to_metric_families(metrics):
-        for sample in family.samples:
-            if sample.name == f"{name}_bucket":
-                buckets.append((float(sample.labels["le"]), sample.value))
+    buckets = [
+        (float(sample.labels["le"]), sample.value)
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == f"{name}_bucket"
+    ]
     total = buckets[-1][1] if buckets else 0
     quantiles = {}
     for label, q in (("p50", 0.5), ("p99", 0.99)):
@@ -175,8 +188,10 @@ def histogram_quantiles(metrics: str, name: str) -> dict[str, str]:
 
 
 @contextmanager
-def process(argv: list[str], **options: Any) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, **options)
+def process(
+    argv: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, env=env)
     try:
         yield proc
     finally:
@@ -189,8 +204,6 @@ def process(argv: list[str], **options: Any) -> Iterator[subprocess.Popen[bytes]
 
 
 def wait_port(port: int) -> None:
-    import socket
-
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end:
         try:
@@ -230,18 +243,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         http_port = free_port()
         config = bridge_config(work, broker.port, sides[0].device_port, http_port)
         bridge = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
-        stack.enter_context(process(bridge, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if args.bridge_src:  # another checkout's bridge, for a before/after table
+            env["PYTHONPATH"] = args.bridge_src
+        sides[0].pid = stack.enter_context(process(bridge, env)).pid
         wait_port(http_port)
         if args.peer == "node-red":
-            from tests.nodered import running
-
             env = {
                 "DEVICE_URL": f"http://127.0.0.1:{sides[1].device_port}",
                 "MQTT_HOST": "127.0.0.1",
                 "MQTT_PORT": str(broker.port),
                 "MQTT_TOPIC": "peer/sim/event/KeyPressed",
             }
-            stack.enter_context(running(FLOW, env))
+            sides[1].pid = stack.enter_context(running(FLOW, env)).process.pid
         anyio.run(measure, broker.port, sides, args.device, args.events, args.gap)
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
     result: dict[str, Any] = {
@@ -253,6 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for side in sides:
         result[side.name] = summary([side.latencies[i] for i in side.injected])
+        result[side.name]["cpu_ms_per_event"] = round(1000 * side.cpu / len(side.injected), 3)
         if side.to_receipt:
             to_receipt = [side.to_receipt[i] for i in side.injected]
             result[f"{side.name}_device_to_received"] = summary(to_receipt)
@@ -271,6 +286,10 @@ def main() -> int:
     parser.add_argument("--peer", choices=["node-red", "none"], default="node-red")
     parser.add_argument("--events", type=int, default=300, help="events, both sides together")
     parser.add_argument("--gap", type=float, default=0.02, help="seconds between injections")
+    parser.add_argument(
+        "--bridge-src",
+        help="run the bridge from this src/ directory (another checkout: a before/after table)",
+    )
     args = parser.parse_args()
     print(json.dumps(run(args), indent=1))
     return 0

@@ -30,6 +30,7 @@ _E = TypeVar("_E", bound=BaseException)
 
 MAX_BODY = 4 * 1024 * 1024  # a JSON reply larger than this is a broken or hostile device
 MAX_IMAGE = 16 * 1024 * 1024
+_CLOSED = httpx.ByteStream(b"")  # what a finished response's stream is replaced with
 
 
 class AutoAuth(httpx.Auth):
@@ -381,6 +382,10 @@ class DeviceHttp:
                         code="too_large",
                     )
                 chunks.append(chunk)
+        # A closed httpx response still refers to itself through its stream: left so, every
+        # request leaves ~37 objects only the cycle collector frees, and at 1,000 devices a full
+        # collection stalled everything for 75-90 ms (docs/performance.md, bench/scale gcwatch).
+        response.stream = _CLOSED
         if measure:
             self._histogram.observe(time.perf_counter() - started)
         return b"".join(chunks), response.headers

@@ -784,10 +784,12 @@ CANNOT = {
     ),
     "make bench": BENCHMARK,
     ".venv/bin/python bench/latency.py --driver generic --events 1000 --rate 50": BENCHMARK,
-    ".venv/bin/python bench/scale.py": BENCHMARK,
     ".venv/bin/python -m bench.scale": BENCHMARK,
-    ".venv/bin/python bench/scale.py --py-spy bench/results/py-spy": BENCHMARK,
-    ".venv/bin/python bench/scale.py --quick": BENCHMARK,
+    ".venv/bin/python -m bench.scale --quick": BENCHMARK,
+    ".venv/bin/python -m bench.scale --py-spy bench/results/py-spy": BENCHMARK,
+    ".venv/bin/python -m bench.http_clients": BENCHMARK,
+    ".venv/bin/python bench/sidebyside.py --device plain --events 300": BENCHMARK,
+    ".venv/bin/python bench/sidebyside.py --device simulator --events 300": BENCHMARK,
     (
         "openssl s_client -connect 192.0.2.10:443 </dev/null | "
         "openssl x509 -noout -fingerprint -sha256"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import anyio
 import httpx
 import pytest
@@ -155,3 +157,25 @@ def test_lenient_json_takes_the_trailing_commas_of_vendor_examples() -> None:
     assert device.decode_json(body, "GET /x", lenient=True) == {"success": True}
     with pytest.raises(DeviceProtocolError):
         device.decode_json(body, "GET /x")
+
+
+async def test_a_finished_request_leaves_nothing_for_the_cycle_collector() -> None:
+    """At 1,000 devices the cycles of finished requests made full collections of 75-90 ms."""
+    sim = GenericSimulator()
+    async with anyio.create_task_group() as tg:
+        await tg.start(sim.serve)
+        config = Config(id="d", url=sim.url, timeout=2)
+        device = DeviceHttp(make_client(config), device="d", driver="generic", metrics=Metrics())
+        async with device.client:
+            for _ in range(5):  # connections, caches: what the first requests set up
+                await device.get_json("/api/info")
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(50):
+                    await device.get_json("/api/info")
+                found = gc.collect()
+            finally:
+                gc.enable()
+        tg.cancel_scope.cancel()
+    assert found < 50  # one cycle per request would be 50 * ~37 objects

@@ -30,6 +30,8 @@ import aiomqtt
 import anyio
 import httpx
 
+from bridge.mosquitto import free_port
+
 BENCH = Path(__file__).resolve().parent
 GENERIC = """
 import sys, anyio
@@ -55,13 +57,6 @@ def created(body: dict[str, Any]) -> float:
     if isinstance(stamp, float):
         return stamp
     return datetime.fromisoformat(str(body["time"])).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_port(port: int, deadline: float = 10.0) -> None:

@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,7 @@ sys.path.insert(0, str(ROOT))  # tests.nodered and tests.helpers: the same parts
 from tests.helpers import Mosquitto  # noqa: E402
 from tests.nodered import running  # noqa: E402
 
+from bench.latency import summary, wait_port  # noqa: E402
 from bench.scale.processes import cpu_seconds  # noqa: E402
 from bridge.mosquitto import free_port  # noqa: E402
 
@@ -85,14 +84,12 @@ def record(side: Side, event: dict[str, Any], now: float) -> None:
             side.to_receipt[event_id] = received - created
 
 
-async def consume(client: aiomqtt.Client, sides: list[Side], expected: int) -> None:
+async def consume(client: aiomqtt.Client, sides: list[Side]) -> None:
     by_topic = {side.topic.rstrip("#"): side for side in sides}
     async for message in client.messages:
         now = time.time()
         side = next(s for prefix, s in by_topic.items() if message.topic.value.startswith(prefix))
         record(side, json.loads(message.payload), now)
-        if sum(len(s.latencies) for s in sides) >= expected:
-            return
 
 
 async def inject(http: httpx.AsyncClient, side: Side, device: str) -> int:
@@ -129,7 +126,7 @@ async def measure(mqtt_port: int, sides: list[Side], device: str, events: int, g
         for side in sides:
             await client.subscribe(side.topic, qos=1)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(consume_until_cancelled, client, sides)
+            tg.start_soon(consume, client, sides)
             for side in sides:
                 await warm_up(http, side, device)
             cpu = {side.name: cpu_seconds(side.pid) for side in sides}
@@ -149,26 +146,6 @@ async def measure(mqtt_port: int, sides: list[Side], device: str, events: int, g
         missing = sorted(side.injected - side.latencies.keys())
         if missing:
             raise SystemExit(f"{side.name}: {len(missing)} events never arrived: {missing[:10]}")
-
-
-async def consume_until_cancelled(client: aiomqtt.Client, sides: list[Side]) -> None:
-    await consume(client, sides, expected=sys.maxsize)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    ms = [1000 * x for x in seconds]
-    if not ms:
-        return {}
-    return {
-        "p50_ms": round(statistics.median(ms), 3),
-        "p99_ms": round(percentile(ms, 0.99), 3),
-        "max_ms": round(max(ms), 3),
-    }
 
 
 def histogram_quantiles(metrics: str, name: str) -> dict[str, str]:
@@ -201,17 +178,6 @@ def process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def wait_port(port: int) -> None:
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def bridge_config(work: Path, mqtt_port: int, device_port: int, http_port: int) -> Path:

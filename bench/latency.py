@@ -31,6 +31,7 @@ import anyio
 import httpx
 
 from bridge.mosquitto import free_port
+from bridge.process import stop
 
 BENCH = Path(__file__).resolve().parent
 GENERIC = """
@@ -201,8 +202,7 @@ def main() -> int:
         inner = [ln for ln in metrics.splitlines() if ln.startswith("bridge_event_latency_seconds")]
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(timeout=10)
+            stop(proc, 10)
     result = {
         "driver": args.driver,
         "events": len(latencies),

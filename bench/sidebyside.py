@@ -46,6 +46,7 @@ from tests.nodered import running  # noqa: E402
 from bench.latency import summary, wait_port  # noqa: E402
 from bench.scale.processes import cpu_seconds  # noqa: E402
 from bridge.mosquitto import free_port  # noqa: E402
+from bridge.process import stop  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -172,12 +173,7 @@ def process(
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
 
 
 def bridge_config(work: Path, mqtt_port: int, device_port: int, http_port: int) -> Path:

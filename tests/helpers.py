@@ -16,6 +16,7 @@ import anyio
 
 from bridge.mosquitto import find_mosquitto
 from bridge.mosquitto import free_port as free_port  # noqa: PLC0414 - re-exported for the tests
+from bridge.process import stop
 
 DEADLINE = 10.0
 POLL = 0.01  # how often a condition without an event to wait on is checked
@@ -73,9 +74,8 @@ class Mosquitto:
         raise RuntimeError(msg)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=DEADLINE)
+        if self.process is not None:
+            stop(self.process, DEADLINE)
         self.process = None
 
 

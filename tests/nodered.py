@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.process import stop
 from tests.helpers import free_port
-from tests.processes import stop
 
 NODE_RED_VERSION = "4.1.8"  # the last 4.x: Node-RED 5 needs Node.js 22, Debian 12 has 20
 NODE_MINIMUM = (18, 5)  # Node-RED 4's "engines"

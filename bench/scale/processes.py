@@ -14,6 +14,8 @@ from pathlib import Path
 
 import anyio
 
+from bridge.process import stop
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository: ``python -m bench...`` runs here
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -45,13 +47,7 @@ class Children:
         self, proc: subprocess.Popen[bytes], timeout: float = 15.0, sig: int = signal.SIGTERM
     ) -> int | None:
         """Signal ``proc`` and wait ``timeout`` seconds for it (then kill it); its exit status."""
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(proc, timeout, sig)
         if proc in self.procs:
             self.procs.remove(proc)
         return proc.returncode

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from bridge.errors import StartupError
+from bridge.process import stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -179,13 +180,8 @@ class MosquittoProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop(process, STOP_DEADLINE)
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.processes import stop
+from bridge.process import stop
 
 STOP_DEADLINE = 15.0  # seconds for the demo to stop its bridge and broker after SIGTERM
 

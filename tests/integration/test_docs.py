@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 import bridge
+from bridge.process import stop
 from tests.doctext import Block, Command, blocks, file_commands
 from tests.helpers import Consumer, Mosquitto, free_port
 from tests.integration.harness import running
@@ -145,13 +146,7 @@ class Watched:
         return "\n".join(["stdout:", *self.out[-20:], "stderr:", *self.err[-20:]])
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait(timeout=STOP_DEADLINE)
+        code = stop(self.process, STOP_DEADLINE, sig)
         for reader in self._readers:
             reader.join(timeout=STOP_DEADLINE)
         for stream in (self.process.stdout, self.process.stderr):

@@ -13,7 +13,7 @@ from jinja2 import UndefinedError
 from bridge.commands import check_command, is_allowed, parse_command
 from bridge.config import CommandPolicy
 from bridge.drivers import DRIVERS
-from bridge.model import DeviceInfo, event_id
+from bridge.model import EVENT_TYPES, DeviceInfo, event_id
 from bridge.mqtt.discovery import (
     cleared,
     device_discovery,
@@ -686,3 +686,12 @@ def test_reading_refuses_what_an_entity_cannot_show() -> None:
         hass.reading(switch, TOPICS.state(DEVICE), b'{"switches": {}}')
     with pytest.raises(hass.InvalidError, match="neither"):
         hass.reading({**switch, "value_template": "{{ value_json.x }}"}, "t", b'{"x": "on"}')
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+def test_every_driver_declares_event_types_of_the_vocabulary(driver: str) -> None:
+    """A driver's ``events`` (what discovery offers) are written out beside the vocabulary: a
+    misspelt one would offer an entity no event ever feeds."""
+    events = DRIVERS[driver].events  # type: ignore[attr-defined]
+    assert events
+    assert events <= EVENT_TYPES

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import anyio
 import httpx
 
 from bridge.mosquitto import free_port
-from bridge.process import stop
+from bridge.process import listening, stop
 
 BENCH = Path(__file__).resolve().parent
 GENERIC = """
@@ -60,15 +59,9 @@ def created(body: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(body["time"])).timestamp()
 
 
-def wait_port(port: int, deadline: float = 10.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listens on {port}")
+def wait_port(port: int, process: subprocess.Popen[bytes], deadline: float = 10.0) -> None:
+    if not listening(port, process, deadline):
+        raise SystemExit(f"nothing listens on {port}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -184,16 +177,16 @@ def main() -> int:
     )
     procs = [subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")])]
     try:
-        wait_port(mqtt_port)
+        wait_port(mqtt_port, procs[-1])
         procs.append(
             subprocess.Popen(
                 [*SIMULATORS[args.driver], str(sim_port), *SIMULATOR_ARGS[args.driver]]
             )
         )
-        wait_port(sim_port)
+        wait_port(sim_port, procs[-1])
         bridge = [sys.executable, "-m", "bridge", "run", "--config", str(work / "bridge.yaml")]
         procs.append(subprocess.Popen(bridge, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
-        wait_port(http_port)
+        wait_port(http_port, procs[-1])
         latencies, to_bridge = anyio.run(
             measure, mqtt_port, sim_port, args.driver, args.events, args.rate
         )

@@ -200,16 +200,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.peer == "node-red":
             sides.append(Side("node-red", free_port(), "peer/sim/event/#"))
         for side in sides:
-            stack.enter_context(process([*DEVICES[args.device], str(side.device_port)]))
-            wait_port(side.device_port)
+            device = stack.enter_context(process([*DEVICES[args.device], str(side.device_port)]))
+            wait_port(side.device_port, device)
         http_port = free_port()
         config = bridge_config(work, broker.port, sides[0].device_port, http_port)
         bridge = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if args.bridge_src:  # another checkout's bridge, for a before/after table
             env["PYTHONPATH"] = args.bridge_src
-        sides[0].pid = stack.enter_context(process(bridge, env)).pid
-        wait_port(http_port)
+        bridge_process = stack.enter_context(process(bridge, env))
+        sides[0].pid = bridge_process.pid
+        wait_port(http_port, bridge_process)
         if args.peer == "node-red":
             env = {
                 "DEVICE_URL": f"http://127.0.0.1:{sides[1].device_port}",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +14,7 @@ import anyio
 
 from bridge.mosquitto import find_mosquitto
 from bridge.mosquitto import free_port as free_port  # noqa: PLC0414 - re-exported for the tests
-from bridge.process import stop
+from bridge.process import listening, stop
 
 DEADLINE = 10.0
 POLL = 0.01  # how often a condition without an event to wait on is checked
@@ -60,16 +58,11 @@ class Mosquitto:
             self.process = subprocess.Popen(
                 [mosquitto_binary(), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                msg = f"mosquitto exited: {log.read_text(errors='replace')}"
-                raise RuntimeError(msg)
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(POLL)  # a subprocess port has no event to wait on
+        if listening(self.port, self.process, DEADLINE):
+            return
+        if self.process.poll() is not None:
+            msg = f"mosquitto exited: {log.read_text(errors='replace')}"
+            raise RuntimeError(msg)
         msg = "mosquitto did not start listening"
         raise RuntimeError(msg)
 

@@ -18,13 +18,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from bridge.errors import StartupError
-from bridge.process import stop
+from bridge.process import listening, stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -165,17 +164,12 @@ class MosquittoProcess:
 
     def _wait_listening(self, log: Path) -> None:
         assert self.process is not None  # noqa: S101 - set by __enter__
-        deadline = time.monotonic() + START_DEADLINE
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise StartupError(
-                    f"mosquitto could not listen on {LOOPBACK}:{self.port}: {_last_line(log)}"
-                )
-            try:
-                with socket.create_connection((LOOPBACK, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)  # a child's port has no event to wait on
+        if listening(self.port, self.process, START_DEADLINE, LOOPBACK):
+            return
+        if self.process.poll() is not None:
+            raise StartupError(
+                f"mosquitto could not listen on {LOOPBACK}:{self.port}: {_last_line(log)}"
+            )
         raise StartupError(f"mosquitto did not listen on {LOOPBACK}:{self.port} within 10 s")
 
     def __exit__(self, *exc_info: object) -> None:

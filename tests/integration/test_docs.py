@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ import pytest
 import yaml
 
 import bridge
-from bridge.process import stop
+from bridge.process import listening, stop
 from tests.doctext import Block, Command, blocks, file_commands
 from tests.helpers import Consumer, Mosquitto, free_port
 from tests.integration.harness import running
@@ -501,16 +500,9 @@ def check_shard(context: Context, commands: tuple[str, ...]) -> None:
 
 
 def wait_listening(port: int, process: Watched) -> None:
-    """Until something accepts connections on ``port`` (a child's port has no event to wait on)."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline or process.process.poll() is not None:
-                pytest.fail(f"nothing listens on {port}:\n{process.tail()}")
-            time.sleep(0.05)
+    """Until something accepts connections on ``port``."""
+    if not listening(port, process.process, DEADLINE):
+        pytest.fail(f"nothing listens on {port}:\n{process.tail()}")
 
 
 def check_simulator(context: Context, commands: tuple[str, ...]) -> None:

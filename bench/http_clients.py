@@ -12,9 +12,10 @@ after a delay, one request per device in flight: the objects the garbage collect
 in-flight request, which is what a full collection walks for every long-polling device; and the
 objects a finished request leaves in reference cycles, which only a collection frees.
 
-Clients: the bridge's own path (:class:`bridge.http.DeviceHttp` over the httpx client
-:func:`bridge.http.make_client` builds), httpx's ``AsyncClient`` alone, httpcore's connection
-pool directly, and aiohttp's ``ClientSession``. From the repository root:
+Clients: the bridge's own path (:class:`bridge.http.DeviceHttp`, aiohttp with the bridge's status
+checks, size caps, error mapping and request metric), aiohttp's ``ClientSession`` alone, httpx's
+``AsyncClient`` (the bridge's client before issue 13) and httpcore's connection pool directly.
+From the repository root:
 
     .venv/bin/python -m bench.http_clients                # ~1 minute
     .venv/bin/python -m bench.http_clients --quick        # a few seconds per client
@@ -43,7 +44,7 @@ from bench.scale.peers import raw_ceiling, start_broker
 from bench.scale.processes import ROOT, Children, CpuMeter, raise_nofile
 from bench.scale.report import machine
 from bridge.drivers.ultrastream import UltraStreamConfig
-from bridge.http import DeviceHttp, make_client
+from bridge.http import DeviceHttp
 from bridge.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -60,19 +61,17 @@ class Client(Protocol):
 
 
 class BridgeClient:
-    """The bridge's own path: ``DeviceHttp`` over ``make_client``'s httpx client."""
+    """The bridge's own path: ``DeviceHttp`` (aiohttp, with the bridge's checks and metrics)."""
 
     def __init__(self, url: str) -> None:
         config = UltraStreamConfig(id="bench", driver="ultrastream", url=url)
-        self._http = DeviceHttp(
-            make_client(config), device="bench", driver="ultrastream", metrics=Metrics()
-        )
+        self._http = DeviceHttp(config, metrics=Metrics())
 
     async def get(self, path: str) -> bytes:
         return await self._http.request("GET", path)
 
     async def aclose(self) -> None:
-        await self._http.client.aclose()
+        await self._http.aclose()
 
 
 class HttpxClient:
@@ -118,7 +117,7 @@ class AiohttpClient:
 
 
 CLIENTS: dict[str, Callable[[str], Client]] = {
-    "bridge DeviceHttp (httpx)": BridgeClient,
+    "bridge DeviceHttp (aiohttp)": BridgeClient,
     "httpx AsyncClient": HttpxClient,
     "httpcore AsyncConnectionPool": HttpcoreClient,
     "aiohttp ClientSession": AiohttpClient,

@@ -36,8 +36,6 @@ from bridge.supervisor import DeviceWorker
 from bridge.systemd import Notifier
 
 if TYPE_CHECKING:
-    import httpx
-
     from bridge.config import HttpConfig
     from bridge.mqtt.message import Received
     from bridge.mqtt.topics import Inbound
@@ -87,7 +85,6 @@ class Bridge:
 
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
-    transport: httpx.AsyncBaseTransport | None = None  # tests: route device HTTP anywhere
     handle_signals: bool = False
     stop: anyio.Event = field(default_factory=anyio.Event)
     started: anyio.Event = field(default_factory=anyio.Event)  # serving: HTTP bound, link up
@@ -122,7 +119,6 @@ class Bridge:
                 device=d.id,
                 metrics=self.metrics,
                 state_dir=self.settings.state_dir,
-                transport=self.transport,
                 room=self.link.room,
             )
             for d in mine

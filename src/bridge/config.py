@@ -341,6 +341,10 @@ class DeviceConfig(ConfigModel):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             # The URL is not echoed: a mistyped one may still hold a password.
             raise ValueError("url: expected http(s)://host[:port]")
+        if self.username is not None and ":" in self.username:
+            raise ValueError(
+                "username: must not contain ':' (HTTP Basic and Digest cannot carry it)"
+            )
         return self
 
 

@@ -1,6 +1,6 @@
 """The exception tree of bridge.
 
-Foreign exceptions (httpx, aiomqtt, pydantic) are translated into these at the module that talks
+Foreign exceptions (aiohttp, aiomqtt, pydantic) are translated into these at the module that talks
 to the foreign library, so the rest of the code only ever sees this tree::
 
     BridgeError                    root, never raised directly

@@ -1,83 +1,121 @@
-"""HTTP towards devices: client construction, authentication and error mapping.
+"""HTTP towards devices: sessions, authentication and error mapping.
 
-Every vendor request goes through :class:`DeviceHttp`, which is the one place where httpx
-exceptions become :mod:`bridge.errors`, bodies are size-capped and request durations measured.
+Every vendor request goes through :class:`DeviceHttp`, the one place where aiohttp's exceptions
+become :mod:`bridge.errors`, bodies are size-capped and request durations measured.
+
+aiohttp, not httpx: one request costs the client 60-70 µs of CPU against httpx's 400-450 µs
+(``bench/http_clients.py``, docs/performance.md), and device requests are most of what a polled
+bridge does (issue 13: device requests per core-second >= 0.4 of the raw MQTT ceiling).
 """
 
 from __future__ import annotations
 
+import base64
+import errno
 import functools
-import hashlib
 import json
+import os
 import re
 import ssl
 import time
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
+import aiohttp
 import anyio
-import httpx
+from aiohttp import hdrs
 
 from bridge.errors import AuthError, DeviceProtocolError, DeviceUnreachableError, TlsPinError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Generator, Mapping
+    from collections.abc import AsyncIterator, Mapping
+
+    from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
+    from multidict import CIMultiDictProxy
 
     from bridge.config import DeviceConfig
     from bridge.metrics import Metrics
 
-_E = TypeVar("_E", bound=BaseException)
-
 MAX_BODY = 4 * 1024 * 1024  # a JSON reply larger than this is a broken or hostile device
 MAX_IMAGE = 16 * 1024 * 1024
-_CLOSED = httpx.ByteStream(b"")  # what a finished response's stream is replaced with
+MAX_CONNECTIONS = 4  # per device: embedded web servers serve a handful at a time
+CLOSE_TIMEOUT = 1.0  # seconds closing a device's connections may take at shutdown
+KEEPALIVE = 5.0  # seconds an idle connection is kept (httpx's default; devices close sooner)
+
+TlsSetting = ssl.SSLContext | aiohttp.Fingerprint | bool
+"""What aiohttp's ``ssl=`` takes: a context, a certificate pin, or True (verify) / False."""
 
 
-class AutoAuth(httpx.Auth):
-    """Answer whatever the device challenges with: Digest (MD5, SHA-256) or Basic.
+class BasicAuth:
+    """HTTP Basic (RFC 7617, UTF-8) on every request, as an aiohttp client middleware."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self._header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        request.headers[hdrs.AUTHORIZATION] = self._header
+        return await handler(request)
+
+
+class AutoAuth:
+    """Answer whatever the device challenges with: Digest (MD5, SHA-256, ...) or Basic.
 
     Vendors configure authentication per service (2N: System, Switch, Logging, ... each None,
     Basic or Digest), so the scheme is learnt per service, the first path segment after
     ``/api/``. The first request to a service goes without credentials and its 401 names the
-    scheme; that challenge is answered directly (one round trip, not two). Later requests send
-    credentials at once; digest state is kept per service, so a stale nonce is renewed. A
-    service that changes scheme is followed on its next 401.
+    scheme; a Digest challenge is answered directly (one round trip, not two). Later requests
+    send credentials at once; digest state (:class:`DigestAuth`) is kept per
+    service, so a stale nonce is renewed. A service that changes scheme is followed on its next
+    401. Digest is preferred whenever it is offered: a password never goes in clear then.
     """
 
     def __init__(self, username: str, password: str) -> None:
         self._username, self._password = username, password
-        self._schemes: dict[str, httpx.Auth] = {}
+        self._schemes: dict[str, BasicAuth | DigestAuth] = {}
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         service = _service(request.url.path)
-        response = yield from self._run(self._schemes.get(service), request, None)
-        wanted = _challenged(response)
         current = self._schemes.get(service)
+        response = await (handler(request) if current is None else current(request, handler))
+        wanted = _challenged(response)
         if wanted is None or isinstance(current, wanted):
-            return  # accepted, or refused by the scheme we already use: wrong credentials
-        auth = wanted(self._username, self._password)
-        self._schemes[service] = auth
-        yield from self._run(auth, request, response)
+            return response  # accepted, or refused by the scheme we already use: wrong credentials
+        scheme = wanted(self._username, self._password)
+        self._schemes[service] = scheme
+        response.release()
+        if isinstance(scheme, DigestAuth):
+            # The fresh middleware would send the request bare to get a challenge: hand it the
+            # one we already have instead.
+            return await scheme(request, _replaying(response, handler))
+        return await scheme(request, handler)
 
-    @staticmethod
-    def _run(
-        auth: httpx.Auth | None, request: httpx.Request, challenge: httpx.Response | None
-    ) -> Generator[httpx.Request, httpx.Response, httpx.Response]:
-        """Drive ``auth``'s flow to its last response; with ``challenge``, answer that 401
-        instead of letting a fresh digest flow send the request bare once more."""
-        if auth is None:
-            response: httpx.Response = yield request
-            return response
-        flow = auth.auth_flow(request)
-        outgoing = next(flow)
-        if challenge is not None and isinstance(auth, httpx.DigestAuth):
-            outgoing = flow.send(challenge)
-        while True:
-            response = yield outgoing
-            try:
-                outgoing = flow.send(response)
-            except StopIteration:
-                return response
+
+class DigestAuth(aiohttp.DigestAuthMiddleware):
+    """aiohttp's Digest (RFC 7616: MD5, SHA-256, ``-sess``), answering ``qop=auth`` where the
+    device offers it beside ``auth-int``.
+
+    aiohttp picks ``auth-int`` whenever offered; curl, requests and httpx pick ``auth``, the
+    choice devices are tested against (Onetouch offers both: its HTTP API manual, "Authentication
+    modes"). ``auth-int`` alone is still answered. This reads the middleware's parsed
+    challenge (``_challenge``), so ``tests/unit/test_http_auth.py`` checks it on every aiohttp.
+    """
+
+    def _authenticate(self, response: ClientResponse) -> bool:
+        again = super()._authenticate(response)
+        offered = {q.strip() for q in self._challenge.get("qop", "").split(",")}
+        if "auth" in offered:
+            self._challenge["qop"] = "auth"
+        return again
+
+
+def _replaying(first: ClientResponse, handler: ClientHandlerType) -> ClientHandlerType:
+    """A handler whose first call returns ``first`` instead of sending; later calls send."""
+    pending: list[ClientResponse] = [first]
+
+    async def send(request: ClientRequest) -> ClientResponse:
+        return pending.pop() if pending else await handler(request)
+
+    return send
 
 
 def _service(path: str) -> str:
@@ -85,23 +123,25 @@ def _service(path: str) -> str:
     return parts[2] if len(parts) > 2 and parts[1] == "api" else parts[1] if len(parts) > 1 else ""
 
 
-def _challenged(response: httpx.Response) -> type[httpx.DigestAuth | httpx.BasicAuth] | None:
-    if response.status_code != 401:
+def _challenged(response: ClientResponse) -> type[DigestAuth | BasicAuth] | None:
+    if response.status != 401:
         return None
-    offered = {h.split(" ", 1)[0].lower() for h in response.headers.get_list("www-authenticate")}
+    challenges = response.headers.getall(hdrs.WWW_AUTHENTICATE, [])
+    offered = {c.split(" ", 1)[0].lower() for c in challenges}
     if "digest" in offered:  # never send a password in clear when the device takes a digest
-        return httpx.DigestAuth
-    return httpx.BasicAuth if "basic" in offered else None
+        return DigestAuth
+    return BasicAuth if "basic" in offered else None
 
 
-def build_auth(config: DeviceConfig) -> httpx.Auth | None:
+def build_auth(config: DeviceConfig) -> ClientMiddlewareType | None:
+    """The aiohttp client middleware answering the device's authentication, or None."""
     if config.auth == "none" or config.username is None:
         return None
     password = config.password.get_secret_value() if config.password else ""
     if config.auth == "basic":
-        return httpx.BasicAuth(config.username, password)
+        return BasicAuth(config.username, password)
     if config.auth == "digest":
-        return httpx.DigestAuth(config.username, password)
+        return DigestAuth(config.username, password)
     return AutoAuth(config.username, password)
 
 
@@ -110,102 +150,50 @@ def format_fingerprint(digest: bytes) -> str:
     return digest.hex(":")
 
 
-class PinMismatchError(ssl.SSLCertVerificationError):
-    """The server's certificate is not the pinned one.
+def build_verify(config: DeviceConfig) -> TlsSetting:
+    """How a device's certificate is checked (``tls`` in its config).
 
-    An ``ssl.SSLError``, so every layer under httpx treats it as the failed handshake it is
-    (the connection is closed and nothing is sent); :class:`DeviceHttp` turns it into a
-    :class:`~bridge.errors.TlsPinError`.
+    ``tls.fingerprint``: exactly the certificate whose SHA-256 that is (aiohttp checks it right
+    after the handshake, before a byte of the request, credentials included, is sent; chain and
+    hostname are not verified: a pinned device is typically self-signed for no useful name).
+    ``verify: false``: nothing is checked. ``ca_file``: that CA bundle, loaded once per file for
+    all devices (a context costs about 15 ms and 0.8 MiB); otherwise the system's CAs.
+    Raises ``ssl.SSLError`` / ``OSError`` for an unusable ``ca_file``.
     """
-
-    def __init__(self, expected: bytes, got: bytes | None) -> None:
-        actual = format_fingerprint(got) if got is not None else "no certificate"
-        self.message = (
-            "TLS certificate fingerprint mismatch: "
-            f"expected {format_fingerprint(expected)}, got {actual}"
-        )
-        super().__init__(self.message)
-        self.verify_code, self.verify_message = 0, self.message
-
-    def __str__(self) -> str:  # SSLError's own shows the args tuple
-        return self.message
-
-
-def pinned_context(fingerprint: str) -> ssl.SSLContext:
-    """A client context that trusts exactly the certificate whose SHA-256 is ``fingerprint``.
-
-    Chain and hostname are not verified: a pinned device is typically self-signed with a
-    certificate naming nothing useful. Instead the SSL object checks the leaf certificate (DER)
-    the moment the handshake completes, so a wrong certificate fails the connection before a
-    byte of the request, credentials included, is sent; every new connection is checked.
-    ``sslobject_class`` is the stdlib's documented hook for this; anyio, asyncio and trio all
-    create their SSL objects through ``SSLContext.wrap_bio``.
-    """
-    pin = bytes.fromhex(fingerprint.replace(":", ""))
-
-    class PinnedSSLObject(ssl.SSLObject):
-        def do_handshake(self) -> None:
-            super().do_handshake()  # SSLWantReadError etc. propagate until it completes
-            der = self.getpeercert(binary_form=True)
-            got = hashlib.sha256(der).digest() if der is not None else None
-            if got != pin:
-                raise PinMismatchError(pin, got)
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # secure defaults, and no CA is trusted
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.sslobject_class = PinnedSSLObject
-    return context
-
-
-def build_verify(config: DeviceConfig) -> ssl.SSLContext:
-    """The client TLS context of a device. Devices with the same TLS settings share one: a
-    context costs about 15 ms and 0.8 MiB to build (loading the CA store), which for a thousand
-    devices was most of the bridge's start-up time and memory."""
     tls = config.tls
-    ca_file = None if tls.ca_file is None else str(tls.ca_file)
-    return _context(tls.fingerprint, verify=tls.verify, ca_file=ca_file)
+    if tls.fingerprint is not None:
+        return aiohttp.Fingerprint(bytes.fromhex(tls.fingerprint))
+    if not tls.verify:
+        return False
+    return True if tls.ca_file is None else _ca_context(str(tls.ca_file))
 
 
 @functools.cache
-def _context(fingerprint: str | None, *, verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    if fingerprint is not None:
-        return pinned_context(fingerprint)
-    if not verify:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+def _ca_context(ca_file: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-def make_client(
-    config: DeviceConfig, *, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """One keep-alive client per device; the timeout is per request and overridable."""
-    return httpx.AsyncClient(
-        base_url=config.url,
-        auth=build_auth(config),
-        verify=build_verify(config),
-        timeout=httpx.Timeout(config.timeout),
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-        transport=transport,
-        follow_redirects=False,
-        headers={"user-agent": "bridge"},
-    )
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """Per step, as httpx counts: getting a connection, then each wait for bytes of the reply
+    (a long poll passes its own). Not a bound on the whole exchange."""
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
-def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
-    """The first exception of ``kind`` in the chain that caused ``exc`` (httpx wraps httpcore
-    wraps the original), or None."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Query values as text: ``True`` is ``true``, ``None`` is empty (aiohttp refuses both)."""
+    if params is None:
+        return None
+    return {
+        key: "true"
+        if value is True
+        else "false"
+        if value is False
+        else ""
+        if value is None
+        else str(value)
+        for key, value in params.items()
+    }
 
 
 class Session(Protocol):
@@ -230,68 +218,111 @@ class Session(Protocol):
 class DeviceHttp:
     """A device's HTTP client with typed errors, size caps and request metrics.
 
+    One keep-alive connection pool per device (at most ``MAX_CONNECTIONS``), made at the first
+    request (inside the running event loop), closed by :meth:`aclose` (or ``async with``).
+    ``config.timeout`` is the default per-request timeout. No redirects are followed, no proxy
+    from the environment is used and no cookies are kept: a device is reached directly and a
+    vendor session is explicit (``session``).
+
     ``serial`` makes every request wait for the one before it: devices with a small embedded
     web server get one request at a time, whoever sends it (poller or command). ``session``
     plugs in a vendor login (see :class:`Session`). ``forbidden`` is what an HTTP 403 means on
     this device (Onetouch: the HTTP API is disabled).
     """
 
-    def __init__(  # noqa: PLR0913 - keyword-only options
+    def __init__(
         self,
-        client: httpx.AsyncClient,
+        config: DeviceConfig,
         *,
-        device: str,
-        driver: str,
         metrics: Metrics,
         serial: bool = False,
         session: Session | None = None,
         forbidden: str = "HTTP 403: credentials refused",
     ) -> None:
-        self.client = client
-        self.device = device
-        self._histogram = metrics.device_requests.labels(driver=driver)
+        self.device = config.id
+        self._base = config.url.rstrip("/")
+        self._auth = build_auth(config)
+        self._verify = build_verify(config)
+        self._timeout = _timeout(config.timeout)
+        self._client: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._histogram = metrics.device_requests.labels(driver=config.driver)
         # ``serial``: each request waits for the one before it.
         self._turn: AbstractAsyncContextManager[Any] = anyio.Lock() if serial else nullcontext()
         self._session = session
         self._session_headers: Mapping[str, str] | None = None
         self._forbidden = forbidden
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the device's connections, for good: a request after this is a
+        ``DeviceUnreachableError``. Runs to its end even in a cancelled scope (a shutdown),
+        within ``CLOSE_TIMEOUT``."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+                await client.close()
+
+    def _connections(self, what: str) -> aiohttp.ClientSession:
+        if self._closed:  # a task still running at shutdown would leave a session unclosed
+            raise DeviceUnreachableError(f"{what}: closed", device=self.device)
+        if self._client is None:
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=MAX_CONNECTIONS, ssl=self._verify, keepalive_timeout=KEEPALIVE
+                ),
+                middlewares=() if self._auth is None else (self._auth,),
+                timeout=self._timeout,
+                headers={hdrs.USER_AGENT: "bridge"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+        return self._client
+
     @asynccontextmanager
     async def _mapped(self, what: str) -> AsyncIterator[None]:
         try:
             yield
-        except NotImplementedError as exc:  # httpx's DigestAuth meeting qop="auth-int" only
-            raise AuthError(
-                f"{what}: the device asks for Digest with qop=auth-int only, which bridge does "
-                "not support; let the device offer qop=auth (or Basic over HTTPS)",
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
+            raise DeviceUnreachableError(f"{what}: timed out", device=self.device) from exc
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise TlsPinError(
+                f"{what}: TLS certificate fingerprint mismatch: expected "
+                f"{format_fingerprint(exc.expected)}, got {format_fingerprint(exc.got)}",
                 device=self.device,
             ) from exc
-        except httpx.TimeoutException as exc:
-            raise DeviceUnreachableError(f"{what}: timed out", device=self.device) from exc
-        except httpx.TransportError as exc:
-            pin = _cause(exc, PinMismatchError)
-            if pin is not None:
-                raise TlsPinError(f"{what}: {pin}", device=self.device) from exc
-            untrusted = _cause(exc, ssl.SSLCertVerificationError)
-            if untrusted is not None:
-                raise DeviceUnreachableError(
-                    f"{what}: TLS certificate not trusted ({untrusted.verify_message}); "
-                    "set tls.ca_file or tls.fingerprint",
+        except aiohttp.ClientConnectorCertificateError as exc:
+            cause = exc.certificate_error
+            reason = getattr(cause, "verify_message", None) or str(cause)
+            raise DeviceUnreachableError(
+                f"{what}: TLS certificate not trusted ({reason}); "
+                "set tls.ca_file or tls.fingerprint",
+                device=self.device,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            if type(exc) is aiohttp.ClientError:  # DigestAuthMiddleware: an unusable challenge
+                raise AuthError(
+                    f"{what}: cannot answer the device's Digest challenge ({exc})",
                     device=self.device,
                 ) from exc
-            reason = type(exc).__name__
-            raise DeviceUnreachableError(f"{what}: {reason}", device=self.device) from exc
+            raise DeviceUnreachableError(f"{what}: {_reason(exc)}", device=self.device) from exc
 
-    def _check_status(self, response: httpx.Response, what: str) -> None:
-        if response.status_code == 401:
+    def _check_status(self, response: ClientResponse, what: str) -> None:
+        if response.status == 401:
             raise AuthError(f"{what}: HTTP 401: credentials refused", device=self.device)
-        if response.status_code == 403:
+        if response.status == 403:
             raise AuthError(f"{what}: {self._forbidden}", device=self.device)
-        if response.status_code >= 300:
+        if response.status >= 300:
             raise DeviceProtocolError(
-                f"{what}: HTTP {response.status_code}",
+                f"{what}: HTTP {response.status}",
                 device=self.device,
-                code=f"http_{response.status_code}",
+                code=f"http_{response.status}",
             )
 
     async def request(  # noqa: PLR0913 - keyword-only options of one request
@@ -350,45 +381,55 @@ class DeviceHttp:
         timeout: float | None = None,
         max_bytes: int = MAX_BODY,
         measure: bool = True,
-    ) -> tuple[bytes, httpx.Headers]:
-        """``send`` with the reply's headers too (a login whose session is a ``Set-Cookie``)."""
+    ) -> tuple[bytes, CIMultiDictProxy[str]]:
+        """``send`` with the reply's headers too (a login whose session is a ``Set-Cookie``).
+
+        ``path`` is appended to the device's ``url``; ``timeout`` (seconds) replaces
+        ``config.timeout`` for this request (a long poll).
+        """
         what = f"{method} {path}"
         started = time.perf_counter()
-        extra: dict[str, Any] = {}
-        if timeout is not None:
-            extra["timeout"] = httpx.Timeout(timeout)
-        if headers:
-            extra["headers"] = dict(headers)
+        client = self._connections(what)
         async with (
             self._mapped(what),
-            self.client.stream(method, path, params=params, json=json_body, **extra) as response,
+            client.request(
+                method,
+                self._base + path,
+                params=_query(params),
+                json=json_body,
+                headers=headers,
+                timeout=self._timeout if timeout is None else _timeout(timeout),
+                allow_redirects=False,
+            ) as response,
         ):
             self._check_status(response, what)
-            length = response.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > max_bytes:
+            body = await self._read(response, what, max_bytes)
+        if measure:
+            self._histogram.observe(time.perf_counter() - started)
+        return body, response.headers
+
+    async def _read(self, response: ClientResponse, what: str, max_bytes: int) -> bytes:
+        length = response.content_length
+        if length is not None and length > max_bytes:
+            raise DeviceProtocolError(
+                f"{what}: body of {length} bytes exceeds {max_bytes}",
+                device=self.device,
+                code="too_large",
+            )
+        if length is not None and hdrs.CONTENT_ENCODING not in response.headers:
+            return await response.read()  # the parser stops at Content-Length
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():  # chunked, or decompressed
+            size += len(chunk)
+            if size > max_bytes:
                 raise DeviceProtocolError(
-                    f"{what}: body of {length} bytes exceeds {max_bytes}",
+                    f"{what}: body exceeds {max_bytes} bytes",
                     device=self.device,
                     code="too_large",
                 )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DeviceProtocolError(
-                        f"{what}: body exceeds {max_bytes} bytes",
-                        device=self.device,
-                        code="too_large",
-                    )
-                chunks.append(chunk)
-        # A closed httpx response still refers to itself through its stream: left so, every
-        # request leaves ~37 objects only the cycle collector frees, and at 1,000 devices a full
-        # collection stalled everything for 75-90 ms (docs/performance.md, bench/scale gcwatch).
-        response.stream = _CLOSED
-        if measure:
-            self._histogram.observe(time.perf_counter() - started)
-        return b"".join(chunks), response.headers
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def get_json(
         self,
@@ -449,6 +490,24 @@ class DeviceHttp:
                 code="bad_json",
                 detail=body[:200].decode("utf-8", "replace"),
             ) from None
+
+
+def _reason(exc: aiohttp.ClientError) -> str:
+    """A transport failure in our words (shown as the device's ``last_error``)."""
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        code = exc.os_error.errno
+        return f"cannot connect ({os.strerror(code) if code else type(exc.os_error).__name__})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "connection closed before the reply"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "reply cut short"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "malformed HTTP reply"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET:
+        return "connection reset"
+    return type(exc).__name__
 
 
 _TRAILING_COMMA = re.compile(rb",(\s*[}\]])")

@@ -54,9 +54,6 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx logs every request at INFO; that is our job, at DEBUG, with device context.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
     # HTTP/2 on the push listener: hpack and h2 log every header at DEBUG, the request path
     # (a push token) and any authorization among them.
     logging.getLogger("hpack").setLevel(logging.WARNING)

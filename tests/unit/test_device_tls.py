@@ -1,7 +1,7 @@
 """Device HTTPS, end to end through the driver's HTTP layer.
 
 The generic simulator serves HTTPS with a self-signed certificate for 127.0.0.1 made at test time
-by the ``openssl`` CLI, and every request goes through ``make_client`` + ``DeviceHttp`` as in the
+by the ``openssl`` CLI, and every request goes through ``DeviceHttp`` as in the
 driver: default verification, ``tls.ca_file``, ``tls.fingerprint`` pins and ``verify: false``.
 """
 
@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 from bridge.app import Bridge
 from bridge.config import DeviceConfig
 from bridge.errors import DeviceUnreachableError, TlsPinError
-from bridge.http import DeviceHttp, make_client
+from bridge.http import DeviceHttp
 from bridge.metrics import Metrics
 from bridge.settings import build_settings
 from bridge.simulators.generic import GenericSimulator
@@ -89,8 +89,7 @@ async def get_info(sim: GenericSimulator, tls: dict[str, Any]) -> Any:
     config = Config(
         id="d", url=sim.url, username="api", password=PASSWORD, auth="basic", tls=tls, timeout=5
     )
-    device = DeviceHttp(make_client(config), device="d", driver="generic", metrics=Metrics())
-    async with device.client:
+    async with DeviceHttp(config, metrics=Metrics()) as device:
         return await device.get_json("/api/info")
 
 

@@ -1,14 +1,15 @@
-"""An authentication scheme bridge cannot answer is an authentication error that names it."""
+"""An authentication challenge bridge cannot answer is an authentication error that names it."""
 
 from __future__ import annotations
 
-import httpx
+import anyio
 import pytest
 
 from bridge.config import DeviceConfig
 from bridge.errors import AuthError
-from bridge.http import DeviceHttp, make_client
+from bridge.http import DeviceHttp
 from bridge.metrics import Metrics
+from bridge.simulators.server import Request, Response, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -18,24 +19,79 @@ class Config(DeviceConfig):
 
 
 @pytest.mark.parametrize("auth", ["auto", "digest"])
-async def test_digest_auth_int_only_is_an_auth_error(auth: str) -> None:
-    requests = 0
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        pytest.param('qop="auth-conf", nonce="abc"', id="qop-auth-conf"),
+        pytest.param('qop="auth", nonce="abc", algorithm=MD6', id="unknown-algorithm"),
+        pytest.param('qop="auth", nonce=""', id="empty-nonce"),
+    ],
+)
+async def test_an_unanswerable_digest_challenge_is_an_auth_error(auth: str, challenge: str) -> None:
+    requests: list[Request] = []
 
-    async def device(request: httpx.Request) -> httpx.Response:
-        nonlocal requests
-        requests += 1
-        challenge = 'Digest realm="HTTPAPI", qop="auth-int", nonce="abc", opaque="xyz"'
-        return httpx.Response(401, headers={"www-authenticate": challenge})
+    async def device(request: Request) -> Response:
+        requests.append(request)
+        headers = [("www-authenticate", f'Digest realm="HTTPAPI", {challenge}, opaque="xyz"')]
+        return Response(401, b"", headers=headers)
 
-    config = Config(id="gate", url="http://192.0.2.1", username="admin", password="pw", auth=auth)
-    http = DeviceHttp(
-        make_client(config, transport=httpx.MockTransport(device)),
-        device="gate",
-        driver="test",
-        metrics=Metrics(),
-    )
-    with pytest.raises(AuthError, match="qop=auth-int only") as caught:
-        await http.get_json("/api/system/info")
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, device)
+        config = Config(
+            id="gate", url=f"http://127.0.0.1:{port}", username="admin", password="pw", auth=auth
+        )
+        async with DeviceHttp(config, metrics=Metrics()) as http:
+            with pytest.raises(
+                AuthError, match="cannot answer the device's Digest challenge"
+            ) as caught:
+                await http.get_json("/api/system/info")
+        tg.cancel_scope.cancel()
     assert caught.value.device == "gate"
     assert "pw" not in str(caught.value)
-    assert requests == 1  # nothing was sent with the password
+    assert len(requests) == 1  # nothing was sent with credentials
+    assert "authorization" not in requests[0].headers
+
+
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [
+        ("auth,auth-int", "auth"),
+        ("auth-int,auth", "auth"),
+        ("auth-int", "auth-int"),
+        ("auth", "auth"),
+    ],
+)
+async def test_digest_answers_qop_auth_where_offered(offered: str, answered: str) -> None:
+    """curl, requests and httpx answer ``auth`` when a device offers both; aiohttp alone would
+    pick ``auth-int`` (``DigestAuth`` reads its private challenge: this catches a change)."""
+    authorizations: list[str] = []
+
+    async def device(request: Request) -> Response:
+        if "authorization" in request.headers:
+            authorizations.append(request.headers["authorization"])
+            return Response(200, b"{}")
+        challenge = f'Digest realm="HTTPAPI", qop="{offered}", nonce="abc", opaque="xyz"'
+        return Response(401, b"", headers=[("www-authenticate", challenge)])
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, device)
+        for auth in ("auto", "digest"):
+            config = Config(
+                id="gate",
+                url=f"http://127.0.0.1:{port}",
+                username="admin",
+                password="pw",
+                auth=auth,
+            )
+            async with DeviceHttp(config, metrics=Metrics()) as http:
+                assert await http.get_json("/api/system/info") == {}
+        tg.cancel_scope.cancel()
+    assert len(authorizations) == 2
+    for authorization in authorizations:
+        assert authorization.startswith("Digest ")
+        assert f"qop={answered}," in authorization + ","
+
+
+def test_a_colon_in_the_user_name_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="username: must not contain ':'"):
+        Config(id="gate", url="http://192.0.2.1", username="ad:min", password="pw")

@@ -233,8 +233,14 @@ async def test_the_token_and_the_path_never_reach_the_log(rendered_logs: io.Stri
         assert (await http.get(f"/push/front-door/{WRONG}?input=4")).status_code == 404
         backend.broken = True
         assert (await http.post(f"/push/front-door/{TOKEN}?input=5")).status_code == 500
-    lines = [json.loads(line) for line in rendered_logs.getvalue().splitlines()]
-    text = rendered_logs.getvalue()
+    # What the test's own HTTP client (httpx) logs is not the bridge's: left out.
+    lines = [
+        entry
+        for entry in map(json.loads, rendered_logs.getvalue().splitlines())
+        if entry.get("logger", "").partition(".")[0] not in {"httpx", "httpcore"}
+    ]
+    assert len(lines) < len(rendered_logs.getvalue().splitlines())  # the client did log
+    text = "\n".join(json.dumps(entry) for entry in lines)
     assert TOKEN not in text
     assert WRONG not in text
     assert "/push/" not in text

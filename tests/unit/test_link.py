@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from structlog.testing import capture_logs
 
 from bridge.backoff import Backoff
 from bridge.metrics import Metrics
@@ -238,3 +239,28 @@ async def test_one_link_alone_is_no_conflict(mosquitto: Mosquitto) -> None:
             mosquitto.start()
             await wait_until(lambda: link.connected)
     assert not [e for e in logs if e["event"] == "mqtt_client_id_conflict"]
+
+
+async def test_a_command_arriving_while_the_bridge_stops_is_dropped_not_fatal(
+    mosquitto: Mosquitto,
+) -> None:
+    """At stop the router closes ``inbound`` before the final flush; a message still arriving
+    then used to end the bridge with a BrokenResourceError (exit 1) instead of a clean stop."""
+    config = build_settings({"mqtt": {"url": mosquitto.url}}, {}).mqtt
+    link = MqttLink(
+        config,
+        client_id=f"link-test-{free_port()}",
+        will=Message("t/will", b"offline", 1, True),
+        subscriptions=("t/command",),
+        metrics=Metrics(),
+        store=None,
+    )
+    acks = Acks()
+    async with running(link), Consumer(mosquitto.url, ("t/#",)) as sender:
+        await wait_until(lambda: link.connected)
+        link.inbound.close()  # what the router does when the bridge stops
+        with capture_logs() as logs:
+            await sender.publish("t/command", b'{"cmd":"open_door"}')
+            await wait_until(lambda: any(e["event"] == "mqtt_message_after_stop" for e in logs))
+        link.publish(Message("t/after", b"1", 1, on_ack=acks.callback("after")))
+        await wait_until(lambda: acks["after"] == 1)  # the link still sends: the flush goes on

@@ -34,7 +34,7 @@ def test_a_traceback_shows_no_local_variables(format_: Literal["console", "json"
         logging.getLogger().handlers.clear()
 
 
-@pytest.mark.parametrize("name", ["hpack", "h2", "httpx", "httpcore"])
+@pytest.mark.parametrize("name", ["hpack", "h2"])
 def test_libraries_that_log_requests_stay_quiet_at_debug(name: str) -> None:
     """At ``log.level: debug`` these would log every request's path (a push token) or headers."""
     configure(level="debug", format_="console")

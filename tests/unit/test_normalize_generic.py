@@ -115,7 +115,7 @@ def test_normalize_modules_do_no_io() -> None:
     code = (
         "import sys, pkgutil, importlib, bridge.normalize as n\n"
         "for m in pkgutil.iter_modules(n.__path__): importlib.import_module(f'bridge.normalize.{m.name}')\n"
-        "print(sorted(x for x in ('httpx', 'anyio', 'aiomqtt', 'paho') if x in sys.modules))"
+        "print(sorted(x for x in ('aiohttp', 'httpx', 'anyio', 'aiomqtt', 'paho') if x in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,19 +1,25 @@
 """The shared pieces for the next vendors: ``key=value`` replies, session logins, one request at
-a time. The device side is a stateful fake at the HTTP seam (httpx's MockTransport)."""
+a time. The device side is a stateful fake served over loopback HTTP by the simulators' server."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-import httpx
 import pytest
 
+from bridge.config import DeviceConfig
 from bridge.errors import AuthError, DeviceProtocolError
 from bridge.http import DeviceHttp
 from bridge.metrics import Metrics
 from bridge.normalize.text import TextReply, parse_lines
+from bridge.simulators.server import Request, Response, serve
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 pytestmark = pytest.mark.anyio
 
@@ -44,6 +50,27 @@ def test_merged_takes_the_later_group() -> None:
     assert parse_lines("a=1\nb=2\na=3\n").merged() == {"a": "3", "b": "2"}
 
 
+class Config(DeviceConfig):
+    driver: str = "test"
+
+
+@asynccontextmanager
+async def served(
+    handle: Callable[[Request], Awaitable[Response]], **options: Any
+) -> AsyncIterator[DeviceHttp]:
+    """A ``DeviceHttp`` (``options``: ``serial``, ``session``) talking to ``handle`` on loopback."""
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, handle)
+        config = Config(id="enc", url=f"http://127.0.0.1:{port}")
+        async with DeviceHttp(config, metrics=Metrics(), **options) as http:
+            yield http
+        tg.cancel_scope.cancel()
+
+
+def reply(value: Any) -> Response:
+    return Response(200, json.dumps(value).encode())
+
+
 class SidDevice:
     """A device with a session: ``/login`` gives a sid, other paths need it, ``expire`` drops it."""
 
@@ -58,21 +85,21 @@ class SidDevice:
     def expire(self) -> None:
         self.sid += 1000  # every sid handed out so far is invalid now
 
-    async def handle(self, request: httpx.Request) -> httpx.Response:
+    async def handle(self, request: Request) -> Response:
         self.busy += 1
         self.overlapped |= self.busy > 1
         try:
             await anyio.lowlevel.checkpoint()  # a turn for any other request meanwhile
-            self.calls.append(request.url.path)
-            if request.url.path == "/login":
-                if request.url.params.get("password") != self.password:
-                    return httpx.Response(200, json={"result": -2})
+            self.calls.append(request.path)
+            if request.path == "/login":
+                if request.query.get("password") != self.password:
+                    return reply({"result": -2})
                 self.logins += 1
                 self.sid += 1
-                return httpx.Response(200, json={"result": 0, "sid": self.sid})
+                return reply({"result": 0, "sid": self.sid})
             if request.headers.get("cookie") != f"sid={self.sid}":
-                return httpx.Response(200, json={"result": -17})
-            return httpx.Response(200, text="a=1\r\n")
+                return reply({"result": -17})
+            return Response(200, b"a=1\r\n", content_type="text/plain")
         finally:
             self.busy -= 1
 
@@ -93,49 +120,40 @@ class SidSession:
         return b'"result":-17' in body.replace(b" ", b"")
 
 
-def http_for(device: SidDevice, password: str = "secret", *, serial: bool = True) -> DeviceHttp:
-    client = httpx.AsyncClient(
-        base_url="http://device", transport=httpx.MockTransport(device.handle)
-    )
-    return DeviceHttp(
-        client,
-        device="enc",
-        driver="test",
-        metrics=Metrics(),
-        serial=serial,
-        session=SidSession(password),
-    )
+def session_device(
+    device: SidDevice, password: str = "secret", *, serial: bool = True
+) -> AbstractAsyncContextManager[DeviceHttp]:
+    return served(device.handle, serial=serial, session=SidSession(password))
 
 
 async def test_logs_in_once_then_keeps_the_session() -> None:
     device = SidDevice()
-    http = http_for(device)
-    assert await http.get_text("/status") == "a=1\r\n"
-    assert await http.get_text("/status") == "a=1\r\n"
+    async with session_device(device) as http:
+        assert await http.get_text("/status") == "a=1\r\n"
+        assert await http.get_text("/status") == "a=1\r\n"
     assert device.logins == 1
     assert device.calls == ["/login", "/status", "/status"]
 
 
 async def test_an_expired_session_logs_in_again_and_repeats_once() -> None:
     device = SidDevice()
-    http = http_for(device)
-    await http.get_text("/status")
-    device.expire()
-    assert await http.get_text("/status") == "a=1\r\n"
+    async with session_device(device) as http:
+        await http.get_text("/status")
+        device.expire()
+        assert await http.get_text("/status") == "a=1\r\n"
     assert device.logins == 2
     assert device.calls == ["/login", "/status", "/status", "/login", "/status"]
 
 
 async def test_refused_credentials_are_an_auth_error() -> None:
-    http = http_for(SidDevice(), password="wrong")
-    with pytest.raises(AuthError, match="login: refused"):
-        await http.get_text("/status")
+    async with session_device(SidDevice(), password="wrong") as http:
+        with pytest.raises(AuthError, match="login: refused"):
+            await http.get_text("/status")
 
 
 async def test_serial_means_one_request_at_a_time() -> None:
     device = SidDevice()
-    http = http_for(device)
-    async with anyio.create_task_group() as tg:
+    async with session_device(device) as http, anyio.create_task_group() as tg:
         for _ in range(10):
             tg.start_soon(http.get_text, "/status")
     assert not device.overlapped
@@ -145,28 +163,27 @@ async def test_serial_means_one_request_at_a_time() -> None:
 async def test_without_serial_requests_overlap() -> None:
     # The baseline of the test above: the fake can see overlap when the client allows it.
     device = SidDevice()
-    http = http_for(device, serial=False)
-    await http.get_text("/status")
-    async with anyio.create_task_group() as tg:
-        for _ in range(10):
-            tg.start_soon(http.get_text, "/status")
+    async with session_device(device, serial=False) as http:
+        await http.get_text("/status")
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(http.get_text, "/status")
     assert device.overlapped
 
 
-async def test_text_with_control_characters_is_malformed() -> None:
-    async def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b"a=1\x00\r\n")
+def text(body: bytes) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return Response(200, body, content_type="text/plain")
 
-    client = httpx.AsyncClient(base_url="http://device", transport=httpx.MockTransport(handle))
-    http = DeviceHttp(client, device="cam", driver="test", metrics=Metrics())
-    with pytest.raises(DeviceProtocolError, match="control characters"):
-        await http.get_text("/goform/config")
+    return handle
+
+
+async def test_text_with_control_characters_is_malformed() -> None:
+    async with served(text(b"a=1\x00\r\n")) as http:
+        with pytest.raises(DeviceProtocolError, match="control characters"):
+            await http.get_text("/goform/config")
 
 
 async def test_latin1_text_is_read() -> None:
-    async def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content="name=Caf\u00e9\r\n".encode("latin-1"))
-
-    client = httpx.AsyncClient(base_url="http://device", transport=httpx.MockTransport(handle))
-    http = DeviceHttp(client, device="cam", driver="test", metrics=Metrics())
-    assert parse_lines(await http.get_text("/x")).merged() == {"name": "Caf\u00e9"}
+    async with served(text("name=Caf\u00e9\r\n".encode("latin-1"))) as http:
+        assert parse_lines(await http.get_text("/x")).merged() == {"name": "Caf\u00e9"}

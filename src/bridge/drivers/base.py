@@ -10,12 +10,10 @@ import anyio
 import structlog
 
 from bridge.checkpoint import Checkpoint, Cursor, Sequence
-from bridge.http import DeviceHttp, make_client
+from bridge.http import DeviceHttp
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import httpx
 
     from bridge.commands import CheckedCommand
     from bridge.config import DeviceConfig
@@ -84,7 +82,7 @@ class Wakeup:
 
 @dataclass(frozen=True, slots=True)
 class DriverContext:
-    """Everything one device's driver may use besides its own config. Tests pass a transport.
+    """Everything one device's driver may use besides its own config.
 
     ``room`` is the backpressure of the MQTT side: a driver awaits it before each read from the
     device, so a device faster than the broker is read no faster than events can leave.
@@ -95,19 +93,12 @@ class DriverContext:
     device: str
     metrics: Metrics
     state_dir: Path
-    transport: httpx.AsyncBaseTransport | None = None
     room: Callable[[], Awaitable[None]] = _no_backpressure
     wakeup: Wakeup = field(default_factory=Wakeup)
 
     def http(self, config: DeviceConfig, **options: Any) -> DeviceHttp:  # noqa: ANN401
         """This device's HTTP client (``options``: ``serial``, ``session``, ``forbidden``)."""
-        return DeviceHttp(
-            make_client(config, transport=self.transport),
-            device=self.device,
-            driver=config.driver,
-            metrics=self.metrics,
-            **options,
-        )
+        return DeviceHttp(config, metrics=self.metrics, **options)
 
     def checkpoint(self, kind: str) -> Checkpoint:
         """The checkpoint file of this device for ``kind`` (the driver name, or a log name)."""

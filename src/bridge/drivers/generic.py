@@ -159,4 +159,4 @@ class GenericDriver:
 
     async def aclose(self) -> None:
         self._cursor.close()
-        await self._http.client.aclose()
+        await self._http.aclose()

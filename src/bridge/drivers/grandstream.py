@@ -449,7 +449,7 @@ class GrandstreamDriver:
     async def aclose(self) -> None:
         self._sequence.close()
         self._boot_file.close()
-        await self._http.client.aclose()
+        await self._http.aclose()
 
 
 def _raw(reply: TextReply) -> list[dict[str, str]]:

@@ -389,7 +389,7 @@ class OnetouchDriver:
             cursor.close()
         self._sequence.close()
         self._boot_file.close()
-        await self._http.client.aclose()
+        await self._http.aclose()
 
 
 def _saved_id(saved: dict[str, Any] | None) -> int | None:

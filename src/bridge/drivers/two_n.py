@@ -571,7 +571,7 @@ class TwoNDriver:
                 except Exception as exc:
                     log.debug("unsubscribe_failed", reason=str(exc))
         self._cursor.close()
-        await self._http.client.aclose()
+        await self._http.aclose()
 
 
 def _include(window: float) -> str:

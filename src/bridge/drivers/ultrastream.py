@@ -93,7 +93,7 @@ class UltraStreamLogin:
             )
         if result != 0:
             raise norm.ApiError("login", result)
-        sid = _sid(headers.get_list("set-cookie"))
+        sid = _sid(headers.getall("set-cookie", []))
         if sid is None:
             raise DeviceProtocolError("login: no sid cookie in the reply", code="bad_shape")
         self.headers = {"cookie": f"sid={sid}"}
@@ -420,7 +420,7 @@ class UltraStreamDriver:
             self._session.headers = None
         self._sequence.close()
         self._marks.close()
-        await self._http.client.aclose()
+        await self._http.aclose()
 
 
 def _live_part(state: dict[str, Any]) -> dict[str, Any]:

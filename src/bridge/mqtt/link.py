@@ -535,12 +535,17 @@ class MqttLink:
             response_topic = getattr(props, "ResponseTopic", None) if props else None
             correlation = getattr(props, "CorrelationData", None) if props else None
             payload = raw.payload if isinstance(raw.payload, bytes | bytearray) else b""
-            await self._inbound_send.send(
-                Received(
-                    topic=raw.topic.value,
-                    payload=bytes(payload),
-                    retain=raw.retain,
-                    response_topic=response_topic,
-                    correlation=correlation,
-                )
+            received = Received(
+                topic=raw.topic.value,
+                payload=bytes(payload),
+                retain=raw.retain,
+                response_topic=response_topic,
+                correlation=correlation,
             )
+            try:
+                await self._inbound_send.send(received)
+            except anyio.BrokenResourceError:
+                # The bridge is stopping and nothing takes commands any more: one that arrives
+                # during the final flush is not executed and gets no result.
+                log.debug("mqtt_message_after_stop", topic=received.topic)
+                return

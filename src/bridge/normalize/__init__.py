@@ -1,1 +1,1 @@
-"""Pure vendor-payload normalization: no I/O, no anyio, httpx or aiomqtt (a test enforces it)."""
+"""Pure vendor-payload normalization: no I/O, no anyio, aiohttp or aiomqtt (a test enforces it)."""

@@ -10,6 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.request import parse_http_list, parse_keqv_list
 
+import aiohttp
 import anyio
 
 from bridge.simulators.server import DropConnectionError, Request, Response, serve
@@ -28,6 +29,21 @@ HUGE_BODY = 100 * 1024 * 1024  # what the "huge" fault streams: far beyond any c
 
 def json_response(value: Any, status: int = 200) -> Response:  # noqa: ANN401 - any JSON
     return Response(status, json.dumps(value, separators=(",", ":")).encode())
+
+
+async def push(url: str, *, timeout: float, verify: bool = True) -> int | None:
+    """GET ``url`` as a device's push (Action URL, alarm HTTP server) does: the HTTP status,
+    or None when nothing answered in ``timeout`` seconds or the URL is not one. ``verify``:
+    whether the target's certificate is checked (an embedded device often does not)."""
+    client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+    try:
+        async with client.get(url, ssl=verify) as response:
+            return response.status
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    finally:
+        with anyio.CancelScope(shield=True):  # a simulator stopped meanwhile
+            await client.close()
 
 
 @dataclass

@@ -54,9 +54,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
-import httpx
-
-from bridge.simulators.base import DeviceClock, Simulator
+from bridge.simulators.base import DeviceClock, Simulator, push
 from bridge.simulators.server import DropConnectionError, Request, Response
 
 if TYPE_CHECKING:
@@ -238,13 +236,7 @@ class GrandstreamSimulator(DeviceClock, Simulator):
         self.tasks.start_soon(self._send_push, url)
 
     async def _send_push(self, url: str) -> None:
-        status: int | None = None
-        client = httpx.AsyncClient(timeout=PUSH_TIMEOUT, trust_env=False)
-        try:
-            async with client:
-                status = (await client.get(url)).status_code
-        except (httpx.HTTPError, httpx.InvalidURL):
-            status = None
+        status = await push(url, timeout=PUSH_TIMEOUT)
         self.pushes.append((url, status))
         self._notify()
 

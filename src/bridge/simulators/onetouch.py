@@ -82,9 +82,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
-import httpx
 
-from bridge.simulators.base import DeviceClock, Simulator, json_response
+from bridge.simulators.base import DeviceClock, Simulator, json_response, push
 from bridge.simulators.server import DropConnectionError, Request, Response
 
 if TYPE_CHECKING:
@@ -907,14 +906,8 @@ class OnetouchSimulator(DeviceClock, Simulator):
         self.tasks.start_soon(self._send_push, url)
 
     async def _send_push(self, url: str) -> None:
-        status: int | None = None
         # An embedded device does not check the certificate of its Action URL target.
-        client = httpx.AsyncClient(timeout=PUSH_TIMEOUT, trust_env=False, verify=False)  # noqa: S501
-        try:
-            async with client:
-                status = (await client.get(url)).status_code
-        except (httpx.HTTPError, httpx.InvalidURL):
-            status = None
+        status = await push(url, timeout=PUSH_TIMEOUT, verify=False)
         if status is None or status >= 400:
             self.push_failures += 1
         self.pushes.append((url, status))

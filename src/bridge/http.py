@@ -516,5 +516,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def _loads(body: bytes) -> Any:  # noqa: ANN401 - JSON
     value = json.loads(body)
-    json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate: UnicodeEncodeError
+    # A lone surrogate (UnicodeEncodeError here) comes from a \u escape, or from its UTF-8
+    # bytes (0xED), which json.loads lets through: only then is the value checked.
+    if b"\\u" in body or b"\xed" in body:
+        json.dumps(value, ensure_ascii=False).encode()
     return value

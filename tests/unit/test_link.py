@@ -264,3 +264,31 @@ async def test_a_command_arriving_while_the_bridge_stops_is_dropped_not_fatal(
             await wait_until(lambda: any(e["event"] == "mqtt_message_after_stop" for e in logs))
         link.publish(Message("t/after", b"1", 1, on_ack=acks.callback("after")))
         await wait_until(lambda: acks["after"] == 1)  # the link still sends: the flush goes on
+
+
+def queued_count(metrics: Metrics) -> float:
+    """How many messages ``bridge_mqtt_queue_seconds`` has seen handed to the client."""
+    [family] = metrics.mqtt_queue.collect()
+    return next(s.value for s in family.samples if s.name.endswith("_count"))
+
+
+async def test_a_message_to_an_idle_link_is_written_before_publish_returns(
+    mosquitto: Mosquitto,
+) -> None:
+    """The event path: with nothing queued, ``publish`` writes the PUBLISH itself (no pass of
+    the event loop to wake the sender first); once the in-flight window is full, messages
+    queue behind, and all arrive in order."""
+    metrics = Metrics()
+    link = make_link(mosquitto.url, None, metrics, max_inflight=2)
+    async with running(link), Consumer(mosquitto.url, ("t/#",)) as consumer:
+        await wait_until(lambda: link.connected and link.pending == 0)
+        await anyio.wait_all_tasks_blocked()  # the sender waits for work
+        before = queued_count(metrics)
+        for i in range(5):
+            link.publish(Message(f"t/{i}", str(i).encode(), 1))
+        assert queued_count(metrics) == before + 2  # the window's two are out, without a yield
+        assert link.pending == 5  # three in the outbox, two in flight
+        await consumer.wait_for(lambda seen: len(seen) >= 5)
+        await wait_until(lambda: link.pending == 0)
+    assert [s.topic for s in consumer.seen] == [f"t/{i}" for i in range(5)]
+    assert queued_count(metrics) == before + 5

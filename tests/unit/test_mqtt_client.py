@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 
 import aiomqtt
@@ -62,3 +63,28 @@ async def test_a_refused_publish_raises(mosquitto: Mosquitto) -> None:
         pass  # disconnected again
     with pytest.raises(aiomqtt.MqttCodeError):
         client.publish_nowait("t/x", b"x", qos=1, retain=False, properties=None, on_ack=print)
+
+
+async def test_a_publish_larger_than_the_socket_buffer_is_finished_by_the_loop(
+    mosquitto: Mosquitto,
+) -> None:
+    """What the kernel does not take at once is written when the socket has room, and the
+    loop stops watching the socket afterwards (a writer left behind would spin the loop)."""
+    async with (
+        aiomqtt.Client("127.0.0.1", mosquitto.port) as consumer,
+        Client("127.0.0.1", mosquitto.port) as client,
+    ):
+        await consumer.subscribe("t/big", qos=1)
+        payload = bytes(range(256)) * (64 * 1024)  # 16 MiB
+        acked = anyio.Event()
+        client.publish_nowait(
+            "t/big", payload, qos=1, retain=False, properties=None, on_ack=acked.set
+        )
+        assert client._client.want_write()  # the kernel took a part of it
+        with anyio.fail_after(20):
+            message = await anext(aiter(consumer.messages))
+            await acked.wait()
+        assert message.payload == payload
+        socket = client._client.socket()
+        assert socket is not None
+        assert not asyncio.get_running_loop().remove_writer(socket.fileno())  # none was left

@@ -22,7 +22,7 @@ import math
 import random
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -105,7 +105,9 @@ def _checkpoint(position: Position, since: float) -> dict[str, Any]:
     """The checkpoint content: the position and ``saved``, the bridge's wall time before which
     no event after the position happened (the replay window when the device clock is unknown).
     """
-    return {**asdict(position), "saved": since}
+    # Not dataclasses.asdict: it deep-copies, 20-40 µs on every event's way to the broker.
+    p = position
+    return {"boot": p.boot, "id": p.id, "up": p.up, "utc": p.utc, "saved": since}
 
 
 class TwoNDriver:

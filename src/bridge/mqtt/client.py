@@ -36,6 +36,7 @@ class Client(aiomqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - aiomqtt's own
         super().__init__(*args, **kwargs)
         self._acks: dict[int, Callable[[], None]] = {}  # message id -> its on_ack
+        self._watching_write = False  # a writer for the socket may be registered with the loop
 
     def publish_nowait(  # noqa: PLR0913 - paho's publish, plus what to call on the ack
         self,
@@ -108,11 +109,25 @@ class Client(aiomqtt.Client):
         # and wait for that lock: take aiomqtt's way, as from any other thread.
         in_callback = client._in_callback_mutex.locked()  # noqa: SLF001 - paho's own guard
         if in_callback or not self._on_loop_thread():
+            self._watching_write = True
             super()._on_socket_register_write(client, userdata, sock)
             return
         self._write(client)
         if client.want_write():  # the kernel's buffer is full: the rest when it has room
+            self._watching_write = True
             self._loop.add_writer(sock.fileno(), self._write, client)
+
+    def _on_socket_unregister_write(
+        self,
+        client: mqtt.Client,
+        userdata: Any,  # noqa: ANN401 - paho's callback signature
+        sock: SocketLike,
+    ) -> None:
+        # paho unregisters after every write it was asked for; asyncio's remove_writer then
+        # rewrites the socket's epoll entry (a system call) even when no writer was added.
+        if self._watching_write:
+            self._watching_write = False
+            super()._on_socket_unregister_write(client, userdata, sock)
 
     def _write(self, client: mqtt.Client) -> None:
         # As aiomqtt's writer: an error here is a broken connection.

@@ -134,6 +134,9 @@ class MqttLink:
         self._store = Store(store, limit) if store is not None else None
         self._inflight: dict[int, _Flight] = {}
         self._seq = 0
+        # While the sender waits with nothing queued: its client and window, for publish to
+        # write a message at once instead of waking it (one pass of the event loop less).
+        self._idle_sender: tuple[Client, anyio.Semaphore] | None = None
         self._wake = anyio.Event()
         self._room = anyio.Event()  # set when the outbox drains below the low-water mark
         self._high_water = max(1, min(BACKPRESSURE_AT, config.outbox_size // 2))
@@ -174,9 +177,39 @@ class MqttLink:
                     message.topic, message.payload, message.qos, message.correlation
                 )
                 self._count_dropped(trimmed)
+            if self._publish_now(message, row):
+                return
             self._outbox.append(_Entry(message, row, time.perf_counter()))
             self._metrics.outbox_depth.set(len(self._outbox))
         self._wake.set()
+
+    def _publish_now(self, message: Message, row: int | None) -> bool:
+        """Write ``message`` to the socket from the caller's task when the sender is idle and
+        nothing waits before it (order kept); False when it has to be queued instead.
+
+        An event then reaches the broker inside the driver's ``emit``, before the driver does
+        anything else: no pass of the event loop to wake the sender, and none of the driver's
+        remaining work, comes first (docs/performance.md, "Beside a Node-RED flow").
+        """
+        idle = self._idle_sender
+        if idle is None or self._outbox or self._dirty or self._closing:
+            return False
+        client, window = idle
+        try:
+            window.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        self._seq += 1
+        flight = _Flight(self._seq, message, from_table=False, row=row, queued=time.perf_counter())
+        self._inflight[flight.seq] = flight
+        try:
+            self._publish_one(client, flight, window)
+        except aiomqtt.MqttError:  # the connection is going: the sender will find out
+            del self._inflight[flight.seq]
+            window.release()
+            self._idle_sender = None
+            return False
+        return True
 
     def _drop(self, entry: _Entry) -> None:
         """Give up the oldest outbox message: counted, logged once per outage, acknowledged
@@ -495,7 +528,11 @@ class MqttLink:
             if flight is None:
                 if self._closing and not self._inflight:
                     return
-                await self._wait_wake()
+                self._idle_sender = (client, window)
+                try:
+                    await self._wait_wake()
+                finally:
+                    self._idle_sender = None
                 continue
             self._inflight[flight.seq] = flight
             await window.acquire()
@@ -504,8 +541,7 @@ class MqttLink:
 
     def _publish_one(self, client: Client, flight: _Flight, window: anyio.Semaphore) -> None:
         message = flight.message
-        if flight.queued is not None:
-            self._metrics.mqtt_queue.observe(time.perf_counter() - flight.queued)
+        now = time.perf_counter()
         properties = None
         if message.correlation is not None and self._config.protocol == "5":
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -518,6 +554,8 @@ class MqttLink:
             properties=properties,
             on_ack=partial(self._acknowledged, flight, window),
         )
+        if flight.queued is not None:  # after the write: not on the event's way out
+            self._metrics.mqtt_queue.observe(now - flight.queued)
 
     def _acknowledged(self, flight: _Flight, window: anyio.Semaphore) -> None:
         window.release()

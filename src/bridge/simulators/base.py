@@ -12,6 +12,7 @@ from urllib.request import parse_http_list, parse_keqv_list
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 
 from bridge.simulators.server import DropConnectionError, Request, Response, serve
 
@@ -218,6 +219,9 @@ class Simulator:
             return json_response({"error": f"{action}: bad or unknown {exc}"}, 400)
         if result is None:
             return json_response({"error": f"unknown control action {action!r}"}, 404)
+        # A request the action answered (a long poll woken by an injected event) goes out
+        # before this reply: a device does not delay its events by its own control channel.
+        await anyio.lowlevel.checkpoint()
         return json_response(result)
 
     async def control_action(self, action: str, body: dict[str, Any]) -> dict[str, Any] | None:  # noqa: ARG002

@@ -160,10 +160,12 @@ def verdicts(results: dict[str, Any]) -> list[Verdict]:
     )
 
     scrapes = first(big, "scrapes")
-    scrape = scrapes.get("scrape_ms", {}).get("max_ms")
+    # By curl's clock (as a Prometheus server would read it), not the benchmark's httpx.
+    scrape = scrapes.get("curl_total_ms", {}).get("max_ms")
     rows.append(
         Verdict(
-            f"/metrics scrape at 1,000 devices (loop stall {_fmt(scrapes.get('stall_ms'), ' ms')})",
+            "/metrics scrape at 1,000 devices, max by curl"
+            f" (loop stall {_fmt(scrapes.get('stall_ms'), ' ms')})",
             _fmt(scrape, " ms"),
             None,
             f"<= {SCRAPE_MS:g} ms",
@@ -207,7 +209,7 @@ def long_poll_table(results: dict[str, Any]) -> str:
     rows = [
         (
             "| devices | bridge up | all online | RSS idle | CPU idle | tracked objects per device"
-            " | command p50 / p99 | /metrics scrape p50 / max, loop stall |"
+            " | command p50 / p99 | /metrics scrape p50 / max, httpx (curl), loop stall |"
         ),
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -223,7 +225,9 @@ def long_poll_table(results: dict[str, Any]) -> str:
             f" | {_fmt(s.get('heap', {}).get('tracked_per_device'))}"
             f" | {_fmt(cmd.get('p50_ms'))} / {_fmt(cmd.get('p99_ms'), ' ms')}"
             f" | {_fmt(scrapes.get('scrape_ms', {}).get('p50_ms'))}"
-            f" / {_fmt(scrapes.get('scrape_ms', {}).get('max_ms'), ' ms')},"
+            f" / {_fmt(scrapes.get('scrape_ms', {}).get('max_ms'), ' ms')}"
+            f" (curl {_fmt(scrapes.get('curl_total_ms', {}).get('p50_ms'))}"
+            f" / {_fmt(scrapes.get('curl_total_ms', {}).get('max_ms'), ' ms')}),"
             f" {_fmt(scrapes.get('stall_ms'), ' ms')} |"
         )
     return "\n".join(rows)

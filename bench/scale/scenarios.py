@@ -406,6 +406,20 @@ async def command_round_trips(run: Run, count: int) -> dict[str, Any]:
 PROBE_GAP = 0.002  # seconds between two /healthz probes
 
 
+async def curl_scrapes(url: str, count: int) -> list[tuple[float, float]]:
+    """``count`` scrapes by curl, whose own clock leaves out a Python client's reading time
+    (httpx spends milliseconds on 300 kB): (first byte, whole reply) in seconds each."""
+    timings = []
+    for _ in range(count):
+        done = await anyio.run_process(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_starttransfer} %{time_total}", url]
+        )
+        first_byte, total = map(float, done.stdout.split())
+        timings.append((first_byte, total))
+        await anyio.sleep(0.2)
+    return timings
+
+
 async def measure_scrapes(run: Run, count: int) -> dict[str, Any]:
     """``count`` scrapes of /metrics, one after the other, timed by the client, while a second
     client asks /healthz without pause: how long the bridge's event loop was held up is how
@@ -442,11 +456,14 @@ async def measure_scrapes(run: Run, count: int) -> dict[str, Any]:
         last = time.perf_counter()
         tg.cancel_scope.cancel()
     during = [seconds for sent, seconds in probes if first <= sent <= last]
+    curl = await curl_scrapes(f"{url}/metrics", count)
     return {
         "scrapes": count,
         "bytes": size,
         "series": series,
         "scrape_ms": spread_ms(took),
+        "curl_total_ms": spread_ms([total for _, total in curl]),
+        "curl_first_byte_ms": spread_ms([first_byte for first_byte, _ in curl]),
         "healthz_before_ms": spread_ms(baseline),
         "healthz_during_ms": spread_ms(during),
         "stall_ms": round(1000 * (max(during, default=0.0) - statistics.median(baseline)), 1)

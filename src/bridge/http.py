@@ -175,25 +175,21 @@ def _ca_context(ca_file: str) -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=64)
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """Per step, as httpx counts: getting a connection, then each wait for bytes of the reply
-    (a long poll passes its own). Not a bound on the whole exchange."""
+    """Per step, not a bound on the whole exchange: getting a connection (waiting for the pool
+    included), then each wait for bytes of the reply. A long poll passes its own."""
     return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """Query values as text: ``True`` is ``true``, ``None`` is empty (aiohttp refuses both)."""
-    if params is None:
-        return None
-    return {
-        key: "true"
-        if value is True
-        else "false"
-        if value is False
-        else ""
-        if value is None
-        else str(value)
-        for key, value in params.items()
-    }
+    """Query values as text (aiohttp refuses booleans and None)."""
+    return None if params is None else {key: _text(value) for key, value in params.items()}
+
+
+def _text(value: object) -> str:
+    """``True`` is ``true``, ``None`` is empty, anything else its ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 class Session(Protocol):

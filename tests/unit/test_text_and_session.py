@@ -187,3 +187,16 @@ async def test_text_with_control_characters_is_malformed() -> None:
 async def test_latin1_text_is_read() -> None:
     async with served(text("name=Caf\u00e9\r\n".encode("latin-1"))) as http:
         assert parse_lines(await http.get_text("/x")).merged() == {"name": "Caf\u00e9"}
+
+
+async def test_query_values_reach_the_device_as_text() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: Request) -> Response:
+        seen.append(request.query)
+        return reply({})
+
+    params = {"on": True, "off": False, "none": None, "n": 3, "text": "a b&c=d/\u00e9"}
+    async with served(handle) as http:
+        assert await http.get_json("/x", params=params) == {}
+    assert seen == [{"on": "true", "off": "false", "none": "", "n": "3", "text": "a b&c=d/\u00e9"}]

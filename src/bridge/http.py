@@ -20,6 +20,7 @@ import ssl
 import time
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -69,12 +70,13 @@ class AutoAuth:
     401. Digest is preferred whenever it is offered: a password never goes in clear then.
     """
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, *, base_path: str = "") -> None:
         self._username, self._password = username, password
+        self._base_path = base_path.rstrip("/")  # the device URL's own path, if it has one
         self._schemes: dict[str, BasicAuth | DigestAuth] = {}
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        service = _service(request.url.path)
+        service = _service(request.url.path.removeprefix(self._base_path))
         current = self._schemes.get(service)
         response = await (handler(request) if current is None else current(request, handler))
         wanted = _challenged(response)
@@ -126,11 +128,19 @@ def _service(path: str) -> str:
 def _challenged(response: ClientResponse) -> type[DigestAuth | BasicAuth] | None:
     if response.status != 401:
         return None
-    challenges = response.headers.getall(hdrs.WWW_AUTHENTICATE, [])
-    offered = {c.split(" ", 1)[0].lower() for c in challenges}
+    offered = {
+        scheme.lower()
+        for value in response.headers.getall(hdrs.WWW_AUTHENTICATE, [])
+        for scheme in _SCHEME.findall(value)
+    }
     if "digest" in offered:  # never send a password in clear when the device takes a digest
         return DigestAuth
     return BasicAuth if "basic" in offered else None
+
+
+# An auth scheme in a WWW-Authenticate value (RFC 9110 §11.6.1): a token at the start or after a
+# comma, followed by white space, a comma or the end (an auth-param's name is followed by "=").
+_SCHEME = re.compile(r"(?:^|,)\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?=\s|,|$)")
 
 
 def build_auth(config: DeviceConfig) -> ClientMiddlewareType | None:
@@ -142,7 +152,7 @@ def build_auth(config: DeviceConfig) -> ClientMiddlewareType | None:
         return BasicAuth(config.username, password)
     if config.auth == "digest":
         return DigestAuth(config.username, password)
-    return AutoAuth(config.username, password)
+    return AutoAuth(config.username, password, base_path=urlsplit(config.url).path)
 
 
 def format_fingerprint(digest: bytes) -> str:
@@ -239,6 +249,11 @@ class DeviceHttp:
         self._base = config.url.rstrip("/")
         self._auth = build_auth(config)
         self._verify = build_verify(config)
+        self._untrusted_hint = (
+            "set tls.ca_file or tls.fingerprint"
+            if config.tls.ca_file is None
+            else "tls.ca_file does not vouch for it"
+        )
         self._timeout = _timeout(config.timeout)
         self._client: aiohttp.ClientSession | None = None
         self._closed = False
@@ -279,6 +294,11 @@ class DeviceHttp:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
             )
+            # aiohttp sends a GET, PUT or DELETE once more when its connection closes before a
+            # reply, fresh connections included; devices take commands as GETs (2N
+            # switch/ctrl, Grandstream goform set, Ultra Stream start-rec): a door must not open
+            # twice. There is no public switch; tests/unit/test_simulator_and_http.py checks it.
+            self._client._retry_connection = False  # noqa: SLF001
         return self._client
 
     @asynccontextmanager
@@ -297,8 +317,7 @@ class DeviceHttp:
             cause = exc.certificate_error
             reason = getattr(cause, "verify_message", None) or str(cause)
             raise DeviceUnreachableError(
-                f"{what}: TLS certificate not trusted ({reason}); "
-                "set tls.ca_file or tls.fingerprint",
+                f"{what}: TLS certificate not trusted ({reason}); {self._untrusted_hint}",
                 device=self.device,
             ) from exc
         except aiohttp.ClientError as exc:
@@ -492,6 +511,8 @@ def _reason(exc: aiohttp.ClientError) -> str:
     """A transport failure in our words (shown as the device's ``last_error``)."""
     if isinstance(exc, aiohttp.ClientConnectorSSLError):
         return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve the host name ({exc.os_error.strerror or 'no address'})"
     if isinstance(exc, aiohttp.ClientConnectorError):
         code = exc.os_error.errno
         return f"cannot connect ({os.strerror(code) if code else type(exc.os_error).__name__})"
@@ -501,8 +522,12 @@ def _reason(exc: aiohttp.ClientError) -> str:
         return "reply cut short"
     if isinstance(exc, aiohttp.ClientResponseError):
         return "malformed HTTP reply"
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET:
+    if isinstance(exc, aiohttp.ClientConnectionResetError) or (
+        isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET
+    ):
         return "connection reset"
+    if type(exc) is aiohttp.ClientConnectionError:  # closed under the request (a shutdown)
+        return "connection closed"
     return type(exc).__name__
 
 

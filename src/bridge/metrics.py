@@ -129,7 +129,7 @@ class Metrics:
         )
         self.outbox_dropped = Counter(
             "bridge_outbox_dropped",
-            "Oldest messages dropped when the outbox was full",
+            "Messages given up: the oldest when the outbox was full, or one the client refused",
             registry=r,
         )
 

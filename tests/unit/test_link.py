@@ -6,15 +6,20 @@ never for a publish the broken connection swallowed; durable messages wait in th
 
 from __future__ import annotations
 
+import select
+import socket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from structlog.testing import capture_logs
 
 from bridge.backoff import Backoff
@@ -292,3 +297,87 @@ async def test_a_message_to_an_idle_link_is_written_before_publish_returns(
         await wait_until(lambda: link.pending == 0)
     assert [s.topic for s in consumer.seen] == [f"t/{i}" for i in range(5)]
     assert queued_count(metrics) == before + 5
+
+
+def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Block the event loop (on purpose) until ``condition`` holds, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.002)
+
+
+async def test_publishing_into_a_connection_the_broker_reset_neither_raises_nor_loses(
+    tmp_path: Path,
+) -> None:
+    """The broker dies while the link is idle and the event loop has not noticed yet: the first
+    write goes out and draws a reset, the second fails inside paho, which closes the socket.
+    Both messages are kept and delivered after the reconnect; ``publish`` raises nothing
+    (it used to raise ``ValueError: Invalid file descriptor: -1`` from watching that socket)."""
+    broker = Mosquitto(tmp_path / "broker")
+    broker.workdir.mkdir()
+    broker.start()
+    acks = Acks()
+    link = make_link(broker.url, None, Metrics())
+    try:
+        async with running(link):
+            await wait_until(lambda: link.connected and link.pending == 0)
+            await anyio.wait_all_tasks_blocked()  # the sender is idle
+            assert link._idle_sender is not None
+            sock = link._idle_sender[0]._client.socket()  # the connection's socket, to watch
+            assert sock is not None
+            assert broker.process is not None
+            broker.process.kill()
+            broker.process.wait()
+            until(lambda: select.select([sock], [], [], 0)[0])  # the broker's FIN is in
+            link.publish(Message("t/a", b"1", 1, on_ack=acks.callback("a")))
+            raw = cast("socket.socket", sock)
+            until(lambda: raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))  # reset
+            link.publish(Message("t/b", b"2", 1, on_ack=acks.callback("b")))
+            assert link.pending == 2
+            broker.start()
+            async with Consumer(broker.url, ("t/#",)) as consumer:
+                await wait_until(lambda: acks == {"a": 1, "b": 1})
+                await consumer.wait_for(lambda seen: {s.topic for s in seen} >= {"t/a", "t/b"})
+    finally:
+        broker.stop()
+
+
+async def test_a_response_topic_with_a_wildcard_is_not_answered_and_harms_nothing(
+    mosquitto: Mosquitto,
+) -> None:
+    """A client's ``replies/#`` as response topic: the request arrives without it (logged),
+    and a message to such a topic published anyway is given up, counted, and the link goes on
+    (paho refused it with a ValueError that ended the bridge)."""
+    config = build_settings({"mqtt": {"url": mosquitto.url}}, {}).mqtt
+    metrics = Metrics()
+    link = MqttLink(
+        config,
+        client_id=f"link-test-{free_port()}",
+        will=Message("t/will", b"offline", 1, True),
+        subscriptions=("t/request",),
+        metrics=metrics,
+        store=None,
+    )
+    acks = Acks()
+    async with running(link), Consumer(mosquitto.url, ("t/#",)) as sender:
+        await wait_until(lambda: link.connected)
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ResponseTopic = "replies/#"
+        with capture_logs() as logs:
+            await sender.publish("t/request", b"{}", properties=properties)
+            with anyio.fail_after(5):
+                received = await link.inbound.receive()
+        assert received.response_topic is None
+        assert [e["event"] for e in logs if e["event"].startswith("mqtt_response")] == [
+            "mqtt_response_topic_refused"
+        ]
+        with capture_logs() as logs:
+            link.publish(Message("replies/#", b"x", 1, on_ack=acks.callback("refused")))
+            link.publish(Message("t/after", b"1", 1, on_ack=acks.callback("after")))
+            await wait_until(lambda: acks["after"] == 1 and link.pending == 0)
+        assert acks == {"refused": 1, "after": 1}  # given up, so its driver may move on
+        assert [e["event"] for e in logs if e["event"] == "mqtt_message_refused"] == [
+            "mqtt_message_refused"
+        ]
+        assert metrics.outbox_dropped._value.get() == 1

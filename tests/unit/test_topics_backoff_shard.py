@@ -5,7 +5,7 @@ import random
 import pytest
 
 from bridge.backoff import Backoff
-from bridge.mqtt.topics import Inbound, Topics
+from bridge.mqtt.topics import Inbound, Topics, publishable
 from bridge.shard import shard_of
 
 
@@ -70,3 +70,23 @@ def test_sharding_covers_every_device_once_and_moves_few() -> None:
     moved = [d for d in devices if before[d] != after[d]]
     assert all(after[d] == 3 for d in moved)  # only to the new shard
     assert len(moved) < 0.3 * len(devices)  # ~1/4 is the minimum
+
+
+@pytest.mark.parametrize(
+    ("topic", "ok"),
+    [
+        ("replies/me", True),
+        ("a", True),
+        ("/leading/and/trailing/", True),
+        ("", False),
+        ("replies/#", False),
+        ("replies/+/x", False),
+        ("nul\0byte", False),
+        ("lone\ud800surrogate", False),
+        ("x" * 65535, True),
+        ("x" * 65536, False),
+        ("\u00e9" * 32768, False),  # 65,536 bytes of UTF-8
+    ],
+)
+def test_publishable(topic: str, ok: bool) -> None:
+    assert publishable(topic) is ok

@@ -113,7 +113,10 @@ class Client(aiomqtt.Client):
             super()._on_socket_register_write(client, userdata, sock)
             return
         self._write(client)
-        if client.want_write():  # the kernel's buffer is full: the rest when it has room
+        # The kernel's buffer is full: the rest when it has room. Unless the write failed and
+        # paho closed the socket (the broker reset it): the connection's end is on its way then,
+        # and what was not acknowledged is sent again after the reconnect.
+        if client.want_write() and sock.fileno() >= 0:
             self._watching_write = True
             self._loop.add_writer(sock.fileno(), self._write, client)
 

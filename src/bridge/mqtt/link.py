@@ -54,6 +54,7 @@ from bridge.mqtt.client import Client
 from bridge.mqtt.connection import ClientLog, TlsFileError, describe_failure, tls_context
 from bridge.mqtt.message import Message, Received
 from bridge.mqtt.store import Store
+from bridge.mqtt.topics import publishable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -546,14 +547,23 @@ class MqttLink:
         if message.correlation is not None and self._config.protocol == "5":
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = message.correlation
-        client.publish_nowait(
-            message.topic,
-            message.payload,
-            qos=message.qos,
-            retain=message.retain,
-            properties=properties,
-            on_ack=partial(self._acknowledged, flight, window),
-        )
+        try:
+            client.publish_nowait(
+                message.topic,
+                message.payload,
+                qos=message.qos,
+                retain=message.retain,
+                properties=properties,
+                on_ack=partial(self._acknowledged, flight, window),
+            )
+        except ValueError as exc:  # paho refuses the message itself: it can never be sent
+            log.error("mqtt_message_refused", topic=message.topic, reason=str(exc))  # noqa: TRY400 - no traceback: the reason says it
+            window.release()
+            self._inflight.pop(flight.seq, None)
+            self._metrics.outbox_dropped.inc()
+            if not flight.from_table:
+                self._settle(message, flight.row)
+            return
         if flight.queued is not None:  # after the write: not on the event's way out
             self._metrics.mqtt_queue.observe(now - flight.queued)
 
@@ -571,6 +581,11 @@ class MqttLink:
         async for raw in client.messages:
             props = raw.properties
             response_topic = getattr(props, "ResponseTopic", None) if props else None
+            if response_topic is not None and not publishable(response_topic):
+                # A wildcard there ("replies/#") is the client's mistake: answered on the result
+                # topic only. paho would refuse to publish to it (it used to end the bridge).
+                log.info("mqtt_response_topic_refused", topic=raw.topic.value)
+                response_topic = None
             correlation = getattr(props, "CorrelationData", None) if props else None
             payload = raw.payload if isinstance(raw.payload, bytes | bytearray) else b""
             received = Received(

@@ -5,6 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+MAX_TOPIC_BYTES = 65535  # MQTT: a topic name is a UTF-8 string with a two-byte length
+
+
+def publishable(topic: str) -> bool:
+    """Whether ``topic`` can be published to (MQTT 5 §4.7): not empty, no ``+`` or ``#``
+    wildcard, no NUL, at most 65,535 bytes of UTF-8. For topics a client names (a response
+    topic), which the bridge must check before it publishes there."""
+    if not topic or "+" in topic or "#" in topic or "\0" in topic:
+        return False
+    try:
+        return len(topic.encode()) <= MAX_TOPIC_BYTES
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:

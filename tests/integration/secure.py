@@ -82,11 +82,21 @@ def broker(workdir: Path, *extra: str, listeners: tuple[Listener, ...] = ()) -> 
     queues at most mosquitto's default 1000 messages per client: with no limit (the plain
     fixture's 0), mosquitto 2.0.11 drops a client right after refusing its QoS 1 publish."""
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = [free_port() for _ in listeners]
+    # The kernel may hand out a port it just handed out: one port per listener.
+    plain, *ports = distinct_ports(1 + len(listeners))
     config = [f"user {getpass.getuser()}\n", "max_queued_messages 1000\n"]
     config += [f"{line}\n" for line in extra]
     config += [listener.config(port) for listener, port in zip(listeners, ports, strict=True)]
-    return Broker(workdir, extra_config="".join(config), ports=ports)
+    return Broker(workdir, port=plain, extra_config="".join(config), ports=ports)
+
+
+def distinct_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports (``free_port`` alone may repeat one)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
 
 
 def dynsec_plugin() -> Path:

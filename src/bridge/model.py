@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictInt, StrictStr
 
-EVENT_TYPES: frozenset[str] = frozenset(
+#: What a door station reports (spec §4.1); the 2N driver publishes every one of them.
+DOOR_STATION_EVENTS: frozenset[str] = frozenset(
     {
         "device.started",
         "doorbell.pressed",
@@ -37,6 +38,11 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "tamper.changed",
         "login.blocked",
         "sip.registration_changed",
+    }
+)
+#: What a video encoder reports besides ``device.started`` (spec §4.1, Ultra Stream).
+ENCODER_EVENTS: frozenset[str] = frozenset(
+    {
         "recording.started",
         "recording.stopped",
         "streaming.started",
@@ -46,6 +52,8 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "storage.changed",
     }
 )
+#: The event vocabulary: every type but ``vendor.*``.
+EVENT_TYPES: frozenset[str] = DOOR_STATION_EVENTS | ENCODER_EVENTS
 VENDOR_PREFIX = "vendor."
 
 

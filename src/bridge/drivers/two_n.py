@@ -41,7 +41,7 @@ from bridge.config import DeviceConfig, Duration
 from bridge.drivers.base import Outcome
 from bridge.errors import AuthError, CommandError, DeviceProtocolError
 from bridge.http import MAX_IMAGE
-from bridge.model import Event, StateUpdate, make_event, utcnow
+from bridge.model import DOOR_STATION_EVENTS, Event, StateUpdate, make_event, utcnow
 from bridge.normalize import two_n as norm
 
 if TYPE_CHECKING:
@@ -126,31 +126,7 @@ class TwoNDriver:
         }
     )
     #: The event types it publishes (besides ``vendor.*``): what Home Assistant discovery offers.
-    events = frozenset(
-        {
-            "device.started",
-            "doorbell.pressed",
-            "key.pressed",
-            "code.entered",
-            "card.read",
-            "access.granted",
-            "access.denied",
-            "door.opened",
-            "door.closed",
-            "door.open_too_long",
-            "door.forced",
-            "switch.changed",
-            "input.changed",
-            "output.changed",
-            "motion.started",
-            "motion.stopped",
-            "noise.detected",
-            "tamper.changed",
-            "login.blocked",
-            "sip.registration_changed",
-            "call.state_changed",
-        }
-    )
+    events = DOOR_STATION_EVENTS
 
     def __init__(self, config: TwoNConfig, context: DriverContext) -> None:
         self._config = config

@@ -40,7 +40,7 @@ from bridge.drivers.base import Outcome
 from bridge.drivers.polling import Cadence, PolledState, Poller
 from bridge.errors import AuthError, CommandError, DeviceError, DeviceProtocolError
 from bridge.http import MAX_IMAGE
-from bridge.model import StateUpdate, utcnow
+from bridge.model import ENCODER_EVENTS, StateUpdate, utcnow
 from bridge.normalize import ultrastream as norm
 from bridge.normalize.coerce import as_int
 
@@ -129,18 +129,7 @@ class UltraStreamDriver:
         }
     )
     #: The event types it publishes (besides ``vendor.*``): what Home Assistant discovery offers.
-    events = frozenset(
-        {
-            "device.started",
-            "recording.started",
-            "recording.stopped",
-            "streaming.started",
-            "streaming.stopped",
-            "video_signal.lost",
-            "video_signal.restored",
-            "storage.changed",
-        }
-    )
+    events = ENCODER_EVENTS | {"device.started"}
 
     def __init__(self, config: UltraStreamConfig, context: DriverContext) -> None:
         self._config = config

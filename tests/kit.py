@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import httpx
 
 from bridge.config import DeviceConfig
 from bridge.drivers import build_driver
@@ -139,3 +140,11 @@ async def served(sim: SimulatorT) -> AsyncIterator[SimulatorT]:
         await tg.start(sim.serve)
         yield sim
         tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def client_of(sim: Simulator, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve ``sim`` and talk to it with a plain httpx client (``options``: httpx's, such as
+    ``auth``): the simulators' own tests, which look at the wire, not through the bridge."""
+    async with served(sim), httpx.AsyncClient(base_url=sim.url, timeout=5, **options) as http:
+        yield http

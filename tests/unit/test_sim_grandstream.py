@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -12,19 +11,17 @@ import pytest
 
 from bridge.normalize.grandstream import GoformError, parse_get, parse_set
 from bridge.simulators.grandstream import GrandstreamSimulator, _fill
+from tests.kit import client_of
 
 pytestmark = pytest.mark.anyio
 AUTH = httpx.BasicAuth("admin", "admin")
 
 
-@asynccontextmanager
-async def running(sim: GrandstreamSimulator, **client: Any) -> AsyncIterator[httpx.AsyncClient]:
+def running(
+    sim: GrandstreamSimulator, **client: Any
+) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     client.setdefault("auth", AUTH)
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)
-        async with httpx.AsyncClient(base_url=sim.url, timeout=5, **client) as http:
-            yield http
-        tg.cancel_scope.cancel()
+    return client_of(sim, **client)
 
 
 async def goform(http: httpx.AsyncClient, module: str, **params: Any) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -16,6 +16,7 @@ import pytest
 from bridge.simulators.base import Simulator, json_response
 from bridge.simulators.onetouch import OnetouchSimulator
 from bridge.simulators.server import Request, Response
+from tests.kit import client_of
 
 pytestmark = pytest.mark.anyio
 
@@ -33,14 +34,9 @@ class Clock:
         return self.now
 
 
-@asynccontextmanager
-async def running(sim: Simulator, **client: Any) -> AsyncIterator[httpx.AsyncClient]:
+def running(sim: Simulator, **client: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     client.setdefault("auth", DIGEST)
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)
-        async with httpx.AsyncClient(base_url=sim.url, timeout=5, **client) as http:
-            yield http
-        tg.cancel_scope.cancel()
+    return client_of(sim, **client)
 
 
 async def get(http: httpx.AsyncClient, path: str, **params: Any) -> Json:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -12,6 +11,7 @@ import pytest
 
 from bridge.simulators.generic import JPEG
 from bridge.simulators.two_n import TwoNSimulator
+from tests.kit import client_of
 
 pytestmark = pytest.mark.anyio
 
@@ -31,13 +31,8 @@ class Clock:
         self.now += seconds
 
 
-@asynccontextmanager
-async def running(sim: TwoNSimulator, **client: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)
-        async with httpx.AsyncClient(base_url=sim.url, timeout=5, **client) as http:
-            yield http
-        tg.cancel_scope.cancel()
+def running(sim: TwoNSimulator, **client: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return client_of(sim, **client)
 
 
 async def call(http: httpx.AsyncClient, path: str, **params: Any) -> Json:

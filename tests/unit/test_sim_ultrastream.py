@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -12,18 +12,16 @@ import httpx
 import pytest
 
 from bridge.simulators.ultrastream import UltraStreamSimulator
+from tests.kit import client_of
 
 pytestmark = pytest.mark.anyio
 Json = dict[str, Any]
 
 
-@asynccontextmanager
-async def running(sim: UltraStreamSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)
-        async with httpx.AsyncClient(base_url=sim.url, timeout=5) as http:
-            yield http
-        tg.cancel_scope.cancel()
+def running(
+    sim: UltraStreamSimulator, **client: Any
+) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return client_of(sim, **client)
 
 
 async def call(http: httpx.AsyncClient, method: str, sid: str | None = None, **params: Any) -> Json:
